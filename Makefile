@@ -1,0 +1,38 @@
+# pyinfra-iluvatar: `make test` is the one command CI and a new contributor run.
+# It needs only python3 (and, on a fresh Debian/Ubuntu, installs python3-venv itself when run as root).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: test lint typecheck pytest demo clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || ./.ci/install-python-venv
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# Lint, type-check, then every test (fixture tests, real `pyinfra @local` runs, packaging checks).
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# mypy sees the repository root under its installed name through a symlink in .build/.
+typecheck: $(STAMP)
+	@mkdir -p .build/mypy && ln -sfn ../.. .build/mypy/pyinfra_iluvatar
+	cd .build/mypy && ../../$(BIN)/mypy --config-file ../../pyproject.toml pyinfra_iluvatar
+
+pytest: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The main job, for now: the worker deploy against this machine, as a dry run.
+demo: $(STAMP)
+	$(BIN)/pyinfra --dry @local deploys/worker.py
+
+clean:
+	rm -rf $(VENV) .build .mypy_cache .ruff_cache .pytest_cache *.egg-info

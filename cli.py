@@ -1,0 +1,13 @@
+"""The ``pyinfra-iluvatar`` command line."""
+
+from __future__ import annotations
+
+import click
+
+from pyinfra_iluvatar import __version__
+
+
+@click.group()
+@click.version_option(__version__, prog_name="pyinfra-iluvatar")
+def main() -> None:
+    """Prepare hosts for the Ilúvatar FaaS platform with pyinfra."""

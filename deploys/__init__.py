@@ -1,0 +1,1 @@
+"""Deploys for Ilúvatar hosts; each module also runs as a pyinfra deploy file."""

@@ -1,0 +1,1 @@
+"""Facts that pyinfra-iluvatar adds to pyinfra: one module per domain."""

@@ -1,0 +1,1 @@
+"""Operations that pyinfra-iluvatar adds to pyinfra: one module per domain."""
