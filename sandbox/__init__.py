@@ -1,0 +1,1 @@
+"""Disposable systemd hosts over SSH: rehearse deploys, and the end-to-end test bed."""
