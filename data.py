@@ -48,8 +48,8 @@ def _boolean(value: Any) -> bool:
 
 
 def _positive_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("not an integer")
+    if isinstance(value, bool) or not str(value).strip().isdigit():
+        raise ValueError("not a positive integer")
     number = int(value)
     if number < 1:
         raise ValueError("must be at least 1")
@@ -99,4 +99,98 @@ NPROC_LIMIT: DataKey[int | str] = DataKey(
     "Soft and hard `nproc` limit for root and all users (PAM drop-in).",
 )
 
-ALL_KEYS: tuple[DataKey[Any], ...] = (EXTRA_PACKAGES, ENERGY_TOOLS, NOFILE_LIMIT, NPROC_LIMIT)
+
+def _one_of(*accepted: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in accepted:
+            raise ValueError("not one of the accepted values")
+        return str(value)
+
+    return parse
+
+
+def _optional_url(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ValueError("not an http(s) URL")
+    if "@" in value.split("/")[2]:
+        raise ValueError("credentials in the URL would be printed in logs; put them in ~/.netrc instead")
+    return value.rstrip("/")
+
+
+def _path(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("not a path")
+    return value
+
+
+def _absolute_path(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError("not an absolute path")
+    return value.rstrip("/") or "/"
+
+
+LOCK_FILE: DataKey[str] = DataKey(
+    "iluvatar_lock_file",
+    "iluvatar.lock.json",
+    _path,
+    "a path on the controller (relative to the directory pyinfra runs in)",
+    "The lock file written by `pyinfra-iluvatar lock`: versions, URLs and sha256 of every release artifact.",
+)
+MIRROR: DataKey[str | None] = DataKey(
+    "iluvatar_mirror",
+    None,
+    _optional_url,
+    "an http(s) base URL without credentials, or empty",
+    "Fetch release artifacts from `<mirror>/github.com/…` and `<mirror>/go.dev/dl/…` instead of upstream.",
+)
+DOWNLOAD: DataKey[str] = DataKey(
+    "iluvatar_download",
+    "host",
+    _one_of("host", "controller"),
+    '"host" or "controller"',
+    "Who downloads artifacts: each host, or the controller once per artifact (then uploads to every host).",
+)
+DOWNLOAD_CACHE: DataKey[str] = DataKey(
+    "iluvatar_download_cache",
+    "~/.cache/pyinfra-iluvatar/artifacts",
+    _path,
+    "a directory on the controller",
+    'The controller\'s verified artifact cache, for `iluvatar_download: "controller"`.',
+)
+CONTAINERD_REPLACE_PACKAGE: DataKey[bool] = DataKey(
+    "iluvatar_containerd_replace_package",
+    False,
+    _boolean,
+    "true or false",
+    "Remove a distribution `containerd`/`containerd.io` package instead of stopping with an error.",
+)
+SNAPSHOTTER: DataKey[str] = DataKey(
+    "iluvatar_snapshotter",
+    "zfs",
+    _one_of("zfs", "overlayfs", "native"),
+    '"zfs", "overlayfs" or "native"',
+    "containerd's default snapshotter, and the worker's `container_resources.snapshotter`.",
+)
+CNI_BIN_DIR: DataKey[str] = DataKey(
+    "iluvatar_cni_bin_dir",
+    "/opt/cni/bin",
+    _absolute_path,
+    "an absolute path",
+    "Where the CNI plugins and cnitool go (the worker's `cni_plugin_bin`).",
+)
+
+ALL_KEYS: tuple[DataKey[Any], ...] = (
+    EXTRA_PACKAGES,
+    ENERGY_TOOLS,
+    NOFILE_LIMIT,
+    NPROC_LIMIT,
+    LOCK_FILE,
+    MIRROR,
+    DOWNLOAD,
+    DOWNLOAD_CACHE,
+    CONTAINERD_REPLACE_PACKAGE,
+    SNAPSHOTTER,
+    CNI_BIN_DIR,
+)
