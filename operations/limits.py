@@ -24,9 +24,7 @@ def render_limits(limits: dict[str, int | str], domains: tuple[str, ...] = ("roo
 
 
 @operation()
-def pam_limits(
-    limits: dict[str, int | str], filename: str = "90-iluvatar.conf"
-) -> Generator[Any, None, None]:
+def pam_limits(limits: dict[str, int | str], filename: str = "90-iluvatar.conf") -> Generator[Any, None, None]:
     """
     Set PAM limits (``limits.conf`` syntax) for ``root`` and ``*`` in a drop-in under
     ``/etc/security/limits.d``, leaving ``/etc/security/limits.conf`` (the distribution's file) alone.
