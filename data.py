@@ -7,6 +7,7 @@ before the first change on any host. The README's data-key table lists the same 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -28,6 +29,11 @@ class DataKey(Generic[T]):
     doc: str
 
 
+def _shown(value: Any) -> str:
+    """``repr`` of a given value for an error message, with any URL credentials (``user:pass@``) hidden."""
+    return re.sub(r"(?<=://)[^/@\s]+@", "***@", repr(value))
+
+
 def get(host: Host, key: DataKey[T]) -> T:
     """The validated value of ``key`` on ``host`` (its default when unset)."""
     value = host.data.get(key.name, key.default)
@@ -35,8 +41,8 @@ def get(host: Host, key: DataKey[T]) -> T:
         return key.parse(value)
     except (TypeError, ValueError) as error:
         raise OperationValueError(
-            f"{host.name}: data key {key.name} = {value!r} is not valid ({error}); accepted: {key.accepted}"
-        ) from error
+            f"{host.name}: data key {key.name} = {_shown(value)} is not valid ({error}); accepted: {key.accepted}"
+        ) from None
 
 
 def _boolean(value: Any) -> bool:

@@ -1,0 +1,85 @@
+"""Data keys: validated with errors that name host, key, value and what is accepted; documented in the README."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyinfra.api import Inventory
+from pyinfra.api.exceptions import OperationValueError
+from pyinfra.api.host import Host
+
+from pyinfra_iluvatar import data
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def make_host(**host_data: Any) -> Host:
+    inventory = Inventory(([("worker-07", host_data)], {}))
+    return inventory.get_host("worker-07")
+
+
+def readme_rows() -> dict[str, str]:
+    """key → default cell of the README's data-key table."""
+    rows = {}
+    for line in README.read_text().splitlines():
+        match = re.match(r"\| `(iluvatar_[a-z0-9_]+)` \| (.*?) \|", line)
+        if match:
+            rows[match.group(1)] = match.group(2)
+    return rows
+
+
+def test_readme_documents_every_key_with_its_default() -> None:
+    rows = readme_rows()
+    assert set(rows) == {key.name for key in data.ALL_KEYS}
+    for key in data.ALL_KEYS:
+        assert rows[key.name] == f"`{key.default!r}`", key.name
+
+
+@pytest.mark.parametrize("key", data.ALL_KEYS, ids=lambda key: key.name)
+def test_default_is_valid(key: data.DataKey[Any]) -> None:
+    assert data.get(make_host(), key) == key.default
+
+
+@pytest.mark.parametrize(
+    ("key", "given", "expected"),
+    [
+        (data.NOFILE_LIMIT, "65536", 65536),
+        (data.NOFILE_LIMIT, "unlimited", "unlimited"),
+        (data.ENERGY_TOOLS, "yes", True),
+        (data.EXTRA_PACKAGES, "htop,tmux", ["htop", "tmux"]),
+        (data.MIRROR, "https://mirror.lab.example/files/", "https://mirror.lab.example/files"),
+        (data.DOWNLOAD, "controller", "controller"),
+    ],
+)
+def test_accepted_values(key: data.DataKey[Any], given: object, expected: object) -> None:
+    assert data.get(make_host(**{key.name: given}), key) == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "given"),
+    [
+        (data.NOFILE_LIMIT, "lots"),
+        (data.NOFILE_LIMIT, 0),
+        (data.NPROC_LIMIT, True),
+        (data.ENERGY_TOOLS, "maybe"),
+        (data.EXTRA_PACKAGES, ["ok", ""]),
+        (data.MIRROR, "ftp://mirror.lab.example"),
+        (data.MIRROR, "https://user:secret@mirror.lab.example"),
+        (data.DOWNLOAD, "peer"),
+        (data.SNAPSHOTTER, "btrfs"),
+        (data.CNI_BIN_DIR, "opt/cni/bin"),
+    ],
+)
+def test_bad_value_names_host_key_value_and_accepted(key: data.DataKey[Any], given: object) -> None:
+    with pytest.raises(OperationValueError) as raised:
+        data.get(make_host(**{key.name: given}), key)
+    message = str(raised.value)
+    assert message.startswith(f"worker-07: data key {key.name} = ")
+    assert f"accepted: {key.accepted}" in message
+    if "secret" in str(given):
+        assert "secret" not in message, "a credential must never be echoed"
+    else:
+        assert repr(given) in message
