@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 BIN = Path(sys.executable).parent
 
@@ -28,3 +31,163 @@ def test_default_route_interface_matches_ip_route() -> None:
     fields = routes.stdout.split()
     expected = fields[fields.index("dev") + 1] if "dev" in fields else None
     assert local_fact("pyinfra_iluvatar.facts.network.DefaultRouteInterface") == expected
+
+
+def local_fact_with_args(fact: str, *args: str, env: dict[str, str] | None = None) -> object:
+    """Run ``pyinfra @local fact FACT key=value …`` and return the fact's value (its output key names the args)."""
+    result = subprocess.run(
+        [BIN / "pyinfra", "--json", "@local", "fact", fact, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )
+    (value,) = json.loads(result.stdout).values()
+    return value["@local"]
+
+
+def _containerd_version_line(binary: str) -> list[str] | None:
+    if shutil.which(binary) is None:
+        return None
+    return subprocess.run([binary, "--version"], check=True, capture_output=True, text=True).stdout.split()
+
+
+def test_containerd_version_matches_containerd() -> None:
+    for binary in ("containerd", "/usr/local/bin/containerd"):
+        fields = _containerd_version_line(binary)
+        fact = local_fact_with_args("pyinfra_iluvatar.facts.containerd.ContainerdVersion", f"binary={binary}")
+        if fields is None:
+            assert fact is None, binary
+            continue
+        assert isinstance(fact, dict)
+        assert [fact["package"], fact["raw"]] == fields[1:3]
+        assert fact["revision"] == (fields[3] if len(fields) == 4 else None)
+        release = fact["raw"].removeprefix("v").split(".")
+        assert fact["version"].split(".")[:2] == release[:2]
+
+
+def test_containerd_plugins_matches_ctr() -> None:
+    fact = local_fact_with_args("pyinfra_iluvatar.facts.containerd.ContainerdPlugins")
+    if shutil.which("ctr") is None:
+        assert fact is None
+        return
+    direct = subprocess.run(["ctr", "--connect-timeout", "3s", "plugins", "ls"], capture_output=True, text=True)
+    assert isinstance(fact, dict)
+    assert fact["answering"] == (direct.returncode == 0)
+    rows = [line.split() for line in direct.stdout.splitlines()[1:] if line.strip()]
+    assert set(fact["plugins"]) == {f"{row[0]}.{row[1]}" for row in rows}
+    assert {key: plugin["status"] for key, plugin in fact["plugins"].items()} == {
+        f"{row[0]}.{row[1]}": row[3] for row in rows
+    }
+
+
+def _executable(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+def test_cni_plugins_runs_each_plugin_safely(tmp_path: Path) -> None:
+    """Each executable runs once with an empty CNI_COMMAND, stdin from /dev/null and a timeout; cnitool never."""
+    plugins = tmp_path / "bin"
+    plugins.mkdir()
+    # Stand-ins: one prints a plugin's about lines on stderr as a CNI plugin does, one shows its CNI_COMMAND.
+    _executable(
+        plugins / "bridge",
+        '#!/bin/sh\necho "CNI bridge plugin v1.6.1" >&2\necho "CNI protocol versions supported: 1.0.0, 1.1.0" >&2\n',
+    )
+    _executable(plugins / "shows-env", '#!/bin/sh\necho "CNI_COMMAND=[${CNI_COMMAND-unset}]"\n')
+    _executable(plugins / "reads-stdin", '#!/bin/sh\ncat\necho "stdin closed"\n')
+    _executable(plugins / "hangs", "#!/bin/sh\nsleep 30\n")
+    _executable(plugins / "cnitool", f"#!/bin/sh\ntouch {tmp_path / 'cnitool-ran'}\n")
+    (plugins / "README.md").write_text("not a plugin\n")
+
+    fact = local_fact_with_args(
+        "pyinfra_iluvatar.facts.cni.CniPlugins", f"directory={plugins}", env={"CNI_COMMAND": "ADD"}
+    )
+
+    assert isinstance(fact, dict)
+    assert fact["cnitool"] is True
+    assert not (tmp_path / "cnitool-ran").exists()
+    assert sorted(fact["plugins"]) == ["bridge", "hangs", "reads-stdin", "shows-env"]
+    assert fact["plugins"]["shows-env"]["about"] == "CNI_COMMAND=[]"
+    assert fact["plugins"]["bridge"] == {
+        "about": "CNI bridge plugin v1.6.1",
+        "version": "1.6.1",
+        "protocols": ["1.0.0", "1.1.0"],
+        "exit_status": 0,
+    }
+    assert fact["plugins"]["reads-stdin"]["about"] == "stdin closed"
+    assert fact["plugins"]["hangs"]["exit_status"] == 124
+
+
+def test_cni_plugins_missing_directory_is_empty(tmp_path: Path) -> None:
+    fact = local_fact_with_args("pyinfra_iluvatar.facts.cni.CniPlugins", f"directory={tmp_path / 'absent'}")
+    assert fact == {"cnitool": False, "plugins": {}}
+
+
+def test_nvidia_gpus_matches_nvidia_smi() -> None:
+    gpus = local_fact("pyinfra_iluvatar.facts.nvidia.NvidiaGpus")
+    persistence = local_fact("pyinfra_iluvatar.facts.nvidia.NvidiaPersistenceMode")
+    if shutil.which("nvidia-smi") is None:
+        assert gpus == {"status": "not_installed", "exit_code": None, "message": None, "gpus": []}
+        assert persistence == {}
+        return
+    direct = subprocess.run(
+        ["nvidia-smi", "--query-gpu=uuid,persistence_mode", "--format=csv,noheader"],
+        capture_output=True,
+        text=True,
+    )
+    assert isinstance(gpus, dict)
+    assert gpus["exit_code"] == direct.returncode
+    rows = [line.split(", ") for line in direct.stdout.splitlines() if line.strip()]
+    expected = {uuid: mode == "Enabled" for uuid, mode in rows} if direct.returncode == 0 else {}
+    assert {gpu["uuid"]: gpu["persistence_mode"] for gpu in gpus["gpus"]} == expected
+    assert persistence == expected
+
+
+def test_docker_daemon_matches_docker_version() -> None:
+    fact = local_fact("pyinfra_iluvatar.facts.docker.DockerDaemon")
+    assert isinstance(fact, dict)
+    if shutil.which("docker") is None:
+        assert fact["answers"] is False and fact["error"] is None
+        return
+    direct = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True)
+    assert fact["answers"] == (direct.returncode == 0)
+    assert fact["server_version"] == (direct.stdout.strip() if direct.returncode == 0 else None)
+    assert (fact["error"] is None) == fact["answers"]
+
+
+def test_pam_limits_reports_a_real_drop_in_overriding_limits_conf() -> None:
+    """Writes a drop-in (and one limits.conf line) for a user that does not exist; restores both."""
+    if os.geteuid() != 0:
+        pytest.skip("writes /etc/security: needs root")
+    domain = f"iluvatar-test-{os.getpid()}"
+    limits_conf = Path("/etc/security/limits.conf")
+    drop_in = Path(f"/etc/security/limits.d/zz-iluvatar-test-{os.getpid()}.conf")
+    original = limits_conf.read_bytes() if limits_conf.exists() else None
+    try:
+        head = original or b""
+        if head and not head.endswith(b"\n"):
+            head += b"\n"
+        limits_conf.write_bytes(head + f"{domain} - nofile 4096\n".encode())
+        drop_in.write_text(
+            f"# test drop-in\n{domain}  hard  nofile  8192   # overrides limits.conf\n{domain} soft nproc 512\n"
+        )
+        fact = local_fact("pyinfra_iluvatar.facts.limits.PamLimits")
+        assert isinstance(fact, list)
+        mine = {
+            (entry["type"], entry["item"]): (entry["value"], entry["file"])
+            for entry in fact
+            if entry["domain"] == domain
+        }
+        assert mine == {
+            ("soft", "nofile"): ("4096", str(limits_conf)),
+            ("hard", "nofile"): ("8192", str(drop_in)),
+            ("soft", "nproc"): ("512", str(drop_in)),
+        }
+    finally:
+        drop_in.unlink(missing_ok=True)
+        if original is None:
+            limits_conf.unlink(missing_ok=True)
+        else:
+            limits_conf.write_bytes(original)
