@@ -5,9 +5,13 @@ from __future__ import annotations
 import click
 
 from pyinfra_iluvatar import __version__
+from pyinfra_iluvatar.releases.cli import lock
 
 
 @click.group()
 @click.version_option(__version__, prog_name="pyinfra-iluvatar")
 def main() -> None:
     """Prepare hosts for the Ilúvatar FaaS platform with pyinfra."""
+
+
+main.add_command(lock)

@@ -1,0 +1,113 @@
+"""``pyinfra-iluvatar lock``: resolve every component once, on the controller, and write the lock file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pyinfra_iluvatar.releases import lockfile
+from pyinfra_iluvatar.releases.components import ARCHES, COMPONENTS, DEFAULT_ARCHES
+from pyinfra_iluvatar.releases.github import DEFAULT_API, GithubClient, GithubError
+from pyinfra_iluvatar.releases.godev import DEFAULT_DL, GoDevClient, GoDevError
+from pyinfra_iluvatar.releases.lockfile import Lock, LockedComponent, LockError
+from pyinfra_iluvatar.releases.resolve import ResolveError, resolve_all
+from pyinfra_iluvatar.releases.specs import LATEST, Spec, SpecError, parse_spec
+
+_SPEC_HELP = "[default: its constraint in the lock file, else latest]"
+
+
+def _spec(_context: click.Context, _parameter: click.Parameter, value: str | None) -> Spec | None:
+    try:
+        return parse_spec(value) if value is not None else None
+    except SpecError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def _change(old: LockedComponent | None, new: LockedComponent) -> str:
+    if old is None:
+        return f"{new.version} (new)"
+    if old.version != new.version:
+        return f"{old.version} -> {new.version}"
+    if old != new:
+        return f"{new.version} (artifacts changed)"
+    return f"{new.version} (unchanged)"
+
+
+@click.command("lock")
+@click.option(
+    "--lock-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("iluvatar.lock.json"),
+    show_default=True,
+    help="The lock file to write (and whose constraints are the defaults).",
+)
+@click.option("--containerd", callback=_spec, metavar="SPEC", help=f"containerd version spec {_SPEC_HELP}")
+@click.option("--cni-plugins", callback=_spec, metavar="SPEC", help=f"CNI plugins version spec {_SPEC_HELP}")
+@click.option("--go", callback=_spec, metavar="SPEC", help=f"Go toolchain (builds cnitool) version spec {_SPEC_HELP}")
+@click.option(
+    "--cnitool", callback=_spec, metavar="SPEC", help=f"cnitool (a CNI release tag) version spec {_SPEC_HELP}"
+)
+@click.option(
+    "--arch",
+    "arches",
+    multiple=True,
+    type=click.Choice(ARCHES),
+    default=DEFAULT_ARCHES,
+    show_default=True,
+    help="Debian architecture to lock artifacts for (repeat for several).",
+)
+@click.option(
+    "--github-api",
+    default=DEFAULT_API,
+    show_default=True,
+    help="GitHub API base URL (GitHub Enterprise: https://HOST/api/v3). GITHUB_TOKEN, when set, is sent to it.",
+)
+@click.option("--go-dl", default=DEFAULT_DL, show_default=True, help="Go download page that lists releases as JSON.")
+def lock(
+    lock_file: Path,
+    containerd: Spec | None,
+    cni_plugins: Spec | None,
+    go: Spec | None,
+    cnitool: Spec | None,
+    arches: tuple[str, ...],
+    github_api: str,
+    go_dl: str,
+) -> None:
+    """Resolve containerd, the CNI plugins, Go and cnitool to exact versions and sha256-verified artifacts.
+
+    A version spec is a version (2.1.4 or v2.1.4), a constraint (~=2.1 or '>=1.7,<2') or latest.
+    Each component's spec defaults to the constraint recorded in the existing lock file, else latest. "latest" is
+    the highest stable version whose release has every file needed, not GitHub's newest by date. Deploys read the
+    lock file and never ask upstream what is latest.
+    """
+    try:
+        old = lockfile.load(lock_file) if lock_file.exists() else None
+    except LockError as error:
+        raise click.ClickException(f"{error} (fix or remove it, then re-run)") from None
+    given = {"containerd": containerd, "cni-plugins": cni_plugins, "go": go, "cnitool": cnitool}
+    specs = {
+        name: given[name] or parse_spec(old.component(name).constraint if old is not None else LATEST)
+        for name in COMPONENTS
+    }
+    github = GithubClient.from_environment(github_api)
+    click.echo(f"Resolving with {github.api}" + (" (GITHUB_TOKEN set)" if github.authenticated else ""), err=True)
+    try:
+        new = resolve_all(specs, tuple(dict.fromkeys(arches)), github, GoDevClient(go_dl))
+    except (ResolveError, GithubError, GoDevError) as error:
+        raise click.ClickException(str(error)) from None
+    for name, component in new.components.items():
+        previous = old.components.get(name) if old is not None else None
+        click.echo(f"{name:<12} {_change(previous, component):<32} ({component.constraint})")
+    _write(new, lock_file)
+
+
+def _write(new: Lock, lock_file: Path) -> None:
+    if lock_file.exists() and lock_file.read_text(encoding="utf-8") == lockfile.to_json(new):
+        click.echo(f"{lock_file} is up to date")
+        return
+    try:
+        lockfile.dump(new, lock_file)
+    except OSError as error:
+        raise click.ClickException(f"cannot write {lock_file}: {error.strerror}") from None
+    click.echo(f"Wrote {lock_file}")

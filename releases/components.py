@@ -1,0 +1,136 @@
+"""What each locked component is: where its releases come from, how tags map to versions, which files it needs.
+
+Four components are locked:
+
+- ``containerd``: GitHub ``containerd/containerd``, tag ``v1.7.24``, asset ``containerd-1.7.24-linux-amd64.tar.gz``
+  (files under ``bin/``) and its ``.sha256sum`` beside it.
+- ``cni-plugins``: GitHub ``containernetworking/plugins``, tag ``v1.6.0``, asset
+  ``cni-plugins-linux-amd64-v1.6.0.tgz`` (files at the archive root) and its ``.sha256`` beside it.
+- ``go``: the Go toolchain that builds cnitool, from go.dev's JSON listing (``go1.23.4``,
+  ``go1.23.4.linux-amd64.tar.gz``, sha256 in the listing itself).
+- ``cnitool``: GitHub ``containernetworking/cni``; only its tag is locked (upstream publishes no binaries, it is built
+  with ``go install github.com/containernetworking/cni/cnitool@<tag>``).
+
+Architectures are named as Debian names them (``dpkg --print-architecture``, pyinfra's ``deb.DebArch`` fact); each
+component maps them to its upstream's spelling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Debian architecture name -> the name containerd, the CNI plugins and go.dev use for it.
+UPSTREAM_ARCH: dict[str, str] = {
+    "amd64": "amd64",
+    "arm64": "arm64",
+    "ppc64el": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
+ARCHES: tuple[str, ...] = tuple(UPSTREAM_ARCH)
+DEFAULT_ARCHES: tuple[str, ...] = ("amd64", "arm64")
+
+CNITOOL_PACKAGE = "github.com/containernetworking/cni/cnitool"
+"""The Go package ``go install`` builds cnitool from, at the locked ``cnitool`` tag."""
+
+
+@dataclass(frozen=True)
+class GithubSource:
+    """Releases of one GitHub repository; tags are the version with ``tag_prefix`` in front."""
+
+    owner: str
+    repo: str
+    tag_prefix: str = "v"
+
+    @property
+    def full_name(self) -> str:
+        """``owner/repo``."""
+        return f"{self.owner}/{self.repo}"
+
+    def tag(self, version: str) -> str:
+        """The release tag of ``version`` (``1.7.24`` -> ``v1.7.24``)."""
+        return f"{self.tag_prefix}{version}"
+
+    def version(self, tag: str) -> str | None:
+        """The version a tag names, or None for a tag of another shape (``api/v1.8.0``)."""
+        rest = tag[len(self.tag_prefix) :]
+        return rest if tag.startswith(self.tag_prefix) and rest[:1].isdigit() else None
+
+    def mirror_path(self, tag: str, filename: str) -> str:
+        """Where a mirror serves a release file: upstream's download path under ``github.com/``."""
+        return f"github.com/{self.owner}/{self.repo}/releases/download/{tag}/{filename}"
+
+
+@dataclass(frozen=True)
+class ReleaseAssets:
+    """A component whose GitHub releases carry one archive per architecture plus a sha256 checksum file beside it.
+
+    ``asset`` is a template with ``{version}`` (no ``v``), ``{tag}`` and ``{arch}`` (upstream's arch name);
+    ``checksum_suffix`` names the checksum file (``<asset><suffix>``, ``sha256sum`` format).
+    """
+
+    name: str
+    source: GithubSource
+    asset: str
+    checksum_suffix: str
+
+    def filename(self, version: str, arch: str) -> str:
+        """The archive's file name for ``version`` on Debian architecture ``arch``."""
+        return self.asset.format(version=version, tag=self.source.tag(version), arch=UPSTREAM_ARCH[arch])
+
+    def checksum_filename(self, version: str, arch: str) -> str:
+        """The checksum file published beside the archive."""
+        return self.filename(version, arch) + self.checksum_suffix
+
+
+@dataclass(frozen=True)
+class TagOnly:
+    """A component locked by release tag alone: nothing is downloaded from its release."""
+
+    name: str
+    source: GithubSource
+
+
+@dataclass(frozen=True)
+class GoToolchain:
+    """The Go toolchain, listed by go.dev (``?mode=json&include=all``); versions are ``go1.23.4``."""
+
+    name: str
+    version_prefix: str = "go"
+    os: str = "linux"
+    kind: str = "archive"
+
+    def tag(self, version: str) -> str:
+        """go.dev's version string (``1.23.4`` -> ``go1.23.4``)."""
+        return f"{self.version_prefix}{version}"
+
+    def version(self, tag: str) -> str | None:
+        """The version in go.dev's version string, or None when it is not ``go<digit>…``."""
+        rest = tag[len(self.version_prefix) :]
+        return rest if tag.startswith(self.version_prefix) and rest[:1].isdigit() else None
+
+    @staticmethod
+    def mirror_path(filename: str) -> str:
+        """Where a mirror serves a go.dev file: ``go.dev/dl/<file>``."""
+        return f"go.dev/dl/{filename}"
+
+
+Component = ReleaseAssets | TagOnly | GoToolchain
+
+CONTAINERD = ReleaseAssets(
+    "containerd",
+    GithubSource("containerd", "containerd"),
+    asset="containerd-{version}-linux-{arch}.tar.gz",
+    checksum_suffix=".sha256sum",
+)
+CNI_PLUGINS = ReleaseAssets(
+    "cni-plugins",
+    GithubSource("containernetworking", "plugins"),
+    asset="cni-plugins-linux-{arch}-{tag}.tgz",
+    checksum_suffix=".sha256",
+)
+GO = GoToolchain("go")
+CNITOOL = TagOnly("cnitool", GithubSource("containernetworking", "cni"))
+
+COMPONENTS: dict[str, Component] = {component.name: component for component in (CONTAINERD, CNI_PLUGINS, GO, CNITOOL)}
+"""Every locked component by name, in the order ``pyinfra-iluvatar lock`` resolves and reports them."""
