@@ -10,8 +10,8 @@ Use it three ways:
 
 from __future__ import annotations
 
-from pyinfra import host
 from pyinfra.api.deploy import deploy
+from pyinfra.context import host
 
 from pyinfra_iluvatar import data
 from pyinfra_iluvatar.operations import limits, packages

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from pyinfra import host
 from pyinfra.api.operation import operation
+from pyinfra.context import host
 from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pyinfra.api import Inventory
 from pyinfra.api.exceptions import OperationValueError
 from pyinfra.api.host import Host
+from pyinfra.api.inventory import Inventory
 
 from pyinfra_iluvatar import data
 
