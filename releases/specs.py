@@ -33,7 +33,7 @@ class Spec:
         """Whether ``version`` satisfies the spec. Prereleases satisfy only a spec that names one."""
         if self.specifier is None:
             return not version.is_prerelease
-        return self.specifier.contains(version)
+        return self.specifier.contains(version, prereleases=bool(self.specifier.prereleases))
 
 
 def strip_prefix(text: str) -> str:

@@ -186,7 +186,9 @@ class FakeUpstream:
     def __enter__(self) -> FakeUpstream:
         self._server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-upstream", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-upstream", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -282,6 +284,7 @@ def _handler_for(upstream: FakeUpstream) -> type[BaseHTTPRequestHandler]:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeUpstream
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # keep-alive answers without a 40 ms delayed-ACK stall each
 
     def log_message(self, fmt: str, *args: Any) -> None:
         """Quiet: tests read :attr:`FakeUpstream.log` instead."""

@@ -1,0 +1,224 @@
+"""The lock file model: round trip, validation messages, mirror URLs; and the spec and checksum-file parsers."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.version import Version
+
+from pyinfra_iluvatar.releases import lockfile
+from pyinfra_iluvatar.releases.lockfile import Artifact, Lock, LockedComponent, LockError
+from pyinfra_iluvatar.releases.resolve import checksum_for
+from pyinfra_iluvatar.releases.specs import SpecError, parse_spec
+
+SHA = "ab" * 32
+GH = "https://github.com"
+
+
+def _artifact(path: str, filename: str, url: str | None = None) -> Artifact:
+    return Artifact(filename, url or f"https://{path}/{filename}", SHA, f"{path}/{filename}")
+
+
+def example_lock() -> Lock:
+    containerd_dl = "github.com/containerd/containerd/releases/download/v1.7.24"
+    plugins_dl = "github.com/containernetworking/plugins/releases/download/v1.6.0"
+    return Lock(
+        {
+            "containerd": LockedComponent(
+                "containerd",
+                "1.7.24",
+                "v1.7.24",
+                "~=1.7",
+                {
+                    arch: _artifact(containerd_dl, f"containerd-1.7.24-linux-{arch}.tar.gz")
+                    for arch in ("amd64", "arm64")
+                },
+            ),
+            "cni-plugins": LockedComponent(
+                "cni-plugins",
+                "1.6.0",
+                "v1.6.0",
+                "latest",
+                {"amd64": _artifact(plugins_dl, "cni-plugins-linux-amd64-v1.6.0.tgz")},
+            ),
+            "go": LockedComponent(
+                "go", "1.23.4", "go1.23.4", "1.23.4", {"amd64": _artifact("go.dev/dl", "go1.23.4.linux-amd64.tar.gz")}
+            ),
+            "cnitool": LockedComponent("cnitool", "1.2.3", "v1.2.3", "latest", {}),
+        }
+    )
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "iluvatar.lock.json"
+    lockfile.dump(example_lock(), path)
+    assert lockfile.load(path) == example_lock()
+    text = path.read_text()
+    assert text == lockfile.to_json(lockfile.load(path))
+    assert text.endswith("}\n")
+    assert list(json.loads(text)) == ["components", "format"], "keys are sorted"
+    assert '\n  "components": {\n    "cni-plugins": {\n      "artifacts": {' in text, "indented by 2"
+    assert [p.name for p in tmp_path.iterdir()] == ["iluvatar.lock.json"], "no temporary file left behind"
+
+
+def test_mirror_url_rewriting() -> None:
+    lock = example_lock()
+    containerd = lock.component("containerd").artifact("arm64")
+    assert containerd.url_via(None) == containerd.url
+    assert containerd.url_via("") == containerd.url
+    assert containerd.url_via("http://198.18.0.1:8080/mirror/") == (
+        "http://198.18.0.1:8080/mirror/github.com/containerd/containerd/releases/download/v1.7.24/"
+        "containerd-1.7.24-linux-arm64.tar.gz"
+    )
+    go = lock.component("go").artifact("amd64")
+    assert go.url_via("https://mirror.lab") == "https://mirror.lab/go.dev/dl/go1.23.4.linux-amd64.tar.gz"
+
+
+def test_missing_arch_and_component_are_clear_errors() -> None:
+    lock = example_lock()
+    with pytest.raises(
+        LockError, match=r"cni-plugins 1.6.0 is locked for amd64, not arm64: run `pyinfra-iluvatar lock"
+    ):
+        lock.component("cni-plugins").artifact("arm64")
+    with pytest.raises(LockError, match=r"cnitool 1\.2\.3 is locked for none, not amd64"):
+        lock.component("cnitool").artifact("amd64")
+    with pytest.raises(LockError, match="the lock has no component 'runc'"):
+        lock.component("runc")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(LockError, match=r"nope.json: no lock file; write one with `pyinfra-iluvatar lock --lock-file"):
+        lockfile.load(tmp_path / "nope.json")
+
+
+def test_not_json(tmp_path: Path) -> None:
+    (tmp_path / "lock.json").write_text("{")
+    with pytest.raises(LockError, match=r"lock.json: not JSON"):
+        lockfile.load(tmp_path / "lock.json")
+
+
+Edit = Callable[[dict[str, Any]], None]
+
+
+def _set(path: str, value: Any) -> Edit:
+    def edit(data: dict[str, Any]) -> None:
+        *parents, last = path.split("/")
+        target = data
+        for key in parents:
+            target = target[key]
+        target[last] = value
+
+    return edit
+
+
+def _delete(path: str) -> Edit:
+    def edit(data: dict[str, Any]) -> None:
+        *parents, last = path.split("/")
+        target = data
+        for key in parents:
+            target = target[key]
+        del target[last]
+
+    return edit
+
+
+INVALID: list[tuple[str, Edit, str]] = [
+    ("format", _set("format", 2), "format: this version reads format 1, not 2"),
+    ("top-level key", _set("comment", "x"), "top level: unknown key comment"),
+    ("components type", _set("components", []), "components: expected an object, got list"),
+    ("unknown component", _set("components/runc", {}), "components: unknown component runc"),
+    ("missing component", _delete("components/go"), "components: missing go; re-run `pyinfra-iluvatar lock`"),
+    ("missing key", _delete("components/containerd/tag"), "components.containerd: missing tag"),
+    ("bad version", _set("components/containerd/version", "one"), "components.containerd.version: 'one' is not a"),
+    (
+        "tag mismatch",
+        _set("components/containerd/tag", "v1.7.23"),
+        "components.containerd.tag: 'v1.7.23' does not match version 1.7.24 (expected 'v1.7.24')",
+    ),
+    ("bad constraint", _set("components/go/constraint", "soon"), "components.go.constraint: 'soon' is not a version"),
+    ("no artifacts", _set("components/go/artifacts", {}), "components.go.artifacts: no architecture locked"),
+    ("arch", _set("components/go/artifacts/i386", {}), "components.go.artifacts: unknown architecture 'i386'"),
+    (
+        "sha256",
+        _set("components/containerd/artifacts/arm64/sha256", "AB" * 32),
+        "components.containerd.artifacts.arm64.sha256: 'ABAB",
+    ),
+    (
+        "url",
+        _set("components/go/artifacts/amd64/url", "ftp://x/go1.23.4.linux-amd64.tar.gz"),
+        "components.go.artifacts.amd64.url: 'ftp://x/go1.23.4.linux-amd64.tar.gz' is not an http(s) URL",
+    ),
+    (
+        "filename",
+        _set("components/go/artifacts/amd64/filename", "../go.tar.gz"),
+        "components.go.artifacts.amd64.filename: '../go.tar.gz' is not a plain file name",
+    ),
+    (
+        "mirror path",
+        _set("components/go/artifacts/amd64/mirror_path", "../../etc/go1.23.4.linux-amd64.tar.gz"),
+        "components.go.artifacts.amd64.mirror_path: '../../etc/go1.23.4.linux-amd64.tar.gz' should be"
+        " 'go.dev/dl/go1.23.4.linux-amd64.tar.gz'",
+    ),
+    (
+        "artifact key",
+        _delete("components/cni-plugins/artifacts/amd64/mirror_path"),
+        "components.cni-plugins.artifacts.amd64: missing mirror_path",
+    ),
+    ("empty string", _set("components/cnitool/version", ""), "components.cnitool.version: expected a non-empty"),
+]
+
+
+@pytest.mark.parametrize(("edit", "message"), [case[1:] for case in INVALID], ids=[case[0] for case in INVALID])
+def test_validation_names_file_entry_and_problem(tmp_path: Path, edit: Edit, message: str) -> None:
+    data = json.loads(lockfile.to_json(example_lock()))
+    edited = copy.deepcopy(data)
+    edit(edited)
+    path = tmp_path / "lock.json"
+    path.write_text(json.dumps(edited))
+    with pytest.raises(LockError) as raised:
+        lockfile.load(path)
+    assert str(raised.value).startswith(f"{path}: ")
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "pin", "allowed", "refused"),
+    [
+        ("2.1.4", "2.1.4", ["2.1.4"], ["2.1.5"]),
+        ("v2.1.4", "2.1.4", ["2.1.4"], ["2.1.3"]),
+        ("go1.23.4", "1.23.4", ["1.23.4"], ["1.23.5"]),
+        ("2.0.0-rc.1", "2.0.0-rc.1", ["2.0.0rc1"], ["2.0.0"]),
+        ("~=2.1", None, ["2.1.0", "2.9.1"], ["3.0.0", "2.0.9", "2.2.0rc1"]),
+        (">=2.1.0rc1", None, ["2.1.0rc1", "2.2.0rc1", "2.1.0"], ["2.0.9"]),
+        (">=1.7,<2", None, ["1.7.0", "1.99"], ["2.0.0", "1.6.9"]),
+        ("latest", None, ["0.1", "9.9.9"], ["9.9.9rc1"]),
+    ],
+)
+def test_specs(text: str, pin: str | None, allowed: list[str], refused: list[str]) -> None:
+    spec = parse_spec(text)
+    assert spec.text == text
+    assert spec.pin == pin
+    assert all(spec.allows(Version(version)) for version in allowed)
+    assert not any(spec.allows(Version(version)) for version in refused)
+
+
+@pytest.mark.parametrize("text", ["newest", "~=", ">=1.7,<", "v", "1.2.3.x", ""])
+def test_bad_specs(text: str) -> None:
+    with pytest.raises(SpecError, match="is not a version spec; accepted: a version"):
+        parse_spec(text)
+
+
+def test_checksum_files() -> None:
+    sha = "0123456789abcdef" * 4
+    other = "f" * 64
+    assert checksum_for(f"{sha}  containerd-1.7.24-linux-amd64.tar.gz\n", "containerd-1.7.24-linux-amd64.tar.gz") == sha
+    assert checksum_for(f"{other}  a.tgz\n{sha.upper()} *b.tgz\n", "b.tgz") == sha
+    assert checksum_for(f"{sha}  dist/b.tgz\n", "b.tgz") == sha
+    assert checksum_for(f"{sha}\n", "anything.tgz") == sha
+    assert checksum_for(f"{sha}  a.tgz\n", "b.tgz") is None
+    assert checksum_for("not a checksum\n", "b.tgz") is None
