@@ -1,0 +1,300 @@
+"""Install release artifacts (archives of binaries, or one binary) verified, atomically and idempotently.
+
+pyinfra's ``files.download`` moves the file into place before it checks the checksum, and
+``files.unarchive``'s ``creates=`` tests presence, not version; neither can promise that a failed download or
+a wrong checksum leaves the previous install untouched. :func:`install` can: it downloads into a private
+staging directory, verifies sha256 there, unpacks there, copies each file next to its destination under a
+temporary name, and only then renames them into place. It finishes by writing a receipt (read back by
+``facts.release.InstalledRelease``), so a second run with the same version does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import threading
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any, Literal
+
+import requests
+from pyinfra import logger
+from pyinfra.api.command import FileUploadCommand, FunctionCommand, StringCommand
+from pyinfra.api.exceptions import OperationValueError
+from pyinfra.api.host import Host
+from pyinfra.api.operation import operation
+from pyinfra.api.state import State
+from pyinfra.context import host
+from pyinfra.facts.server import Arch
+
+from pyinfra_iluvatar.facts.release import RECEIPT_DIR, InstalledRelease, receipt_paths
+from pyinfra_iluvatar.releases.lockfile import Artifact
+
+UPLOAD_DIR = "/var/lib/pyinfra-iluvatar/uploads"
+
+# `uname -m` → the Debian architecture names that release assets and lock files use.
+DEBIAN_ARCH = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "armv7l": "armhf",
+    "ppc64le": "ppc64el",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
+
+Layout = Literal["archive", "binary", "tree"]
+DownloadMode = Literal["host", "controller"]
+
+_cache_locks: dict[str, threading.Lock] = {}
+_cache_locks_guard = threading.Lock()
+
+
+def host_arch(current: Host) -> str:
+    """The Debian architecture name of ``current`` (``amd64``, ``arm64``, …), from ``uname -m``."""
+    machine = str(current.get_fact(Arch)).strip()
+    if machine not in DEBIAN_ARCH:
+        raise OperationValueError(
+            f"{current.name}: unsupported machine architecture {machine!r}; accepted: {', '.join(DEBIAN_ARCH)}"
+        )
+    return DEBIAN_ARCH[machine]
+
+
+def _component_name(component: str) -> str:
+    if not component or not all(c.isalnum() or c in "-_" for c in component):
+        raise OperationValueError(f"component must be letters, digits, '-' or '_', got {component!r}")
+    return component
+
+
+def _place_executables(destination: str, sums: str) -> str:
+    """Script part: rename every top-level executable of ``$staging/unpacked`` into ``destination``."""
+    q = shlex.quote
+    return f"""cd "$staging/unpacked"
+set --
+for f in *; do if [ -f "$f" ] && [ -x "$f" ]; then set -- "$@" "$f"; fi; done
+[ "$#" -gt 0 ] || fail "the artifact holds no executables"
+dest={q(destination)}
+mkdir -p "$dest"
+for f; do
+    cp "$f" "$dest/.$f.pyinfra-iluvatar-new" && chmod 755 "$dest/.$f.pyinfra-iluvatar-new" \\
+        || {{ for g; do rm -f "$dest/.$g.pyinfra-iluvatar-new"; done; fail "cannot write $dest"; }}
+done
+for f; do mv -f "$dest/.$f.pyinfra-iluvatar-new" "$dest/$f"; done
+if [ -f {q(sums)} ]; then
+    while read -r _sum path; do
+        case "$path" in "$dest"/*) ;; *) continue ;; esac
+        keep=no
+        for f; do if [ "$path" = "$dest/$f" ]; then keep=yes; fi; done
+        if [ "$keep" = no ]; then rm -f "$path"; fi
+    done < {q(sums)}
+fi
+installed=$(for f; do printf '%s/%s\\n' "$dest" "$f"; done)"""
+
+
+def _place_tree(destination: str) -> str:
+    """Script part: swap the whole unpacked tree in as ``destination`` (the old tree goes only after)."""
+    q = shlex.quote
+    return f"""dest={q(destination)}
+[ -d "$staging/unpacked/bin" ] || fail "the artifact has no bin/ directory"
+mkdir -p "$(dirname "$dest")"
+rm -rf "$dest.pyinfra-iluvatar-new" "$dest.pyinfra-iluvatar-old"
+cp -a "$staging/unpacked" "$dest.pyinfra-iluvatar-new" \\
+    || {{ rm -rf "$dest.pyinfra-iluvatar-new"; fail "cannot write $dest"; }}
+if [ -e "$dest" ]; then mv "$dest" "$dest.pyinfra-iluvatar-old"; fi
+mv "$dest.pyinfra-iluvatar-new" "$dest"
+rm -rf "$dest.pyinfra-iluvatar-old"
+installed=$(for f in "$dest"/bin/*; do if [ -f "$f" ]; then printf '%s\\n' "$f"; fi; done)"""
+
+
+def install_script(
+    *,
+    component: str,
+    version: str,
+    filename: str,
+    sha256: str,
+    fetch: str,
+    unpack: str,
+    place: str,
+) -> str:
+    """
+    The POSIX shell script that installs one artifact: ``fetch`` puts it at ``$staging/artifact``, it is
+    verified, ``unpack`` fills ``$staging/unpacked``, ``place`` moves files into place and lists them in
+    ``$installed``, then the receipt is written. Any failure before ``place`` changes nothing.
+    """
+    release, sums = receipt_paths(component)
+    q = shlex.quote
+    return f"""set -eu
+umask 022
+fail() {{ echo "pyinfra-iluvatar: {component} {version}: $*; the previous install is untouched" >&2; exit 1; }}
+staging=$(mktemp -d /var/tmp/pyinfra-iluvatar-{component}.XXXXXX)
+trap 'rm -rf "$staging"' EXIT
+{fetch}
+actual=$(sha256sum "$staging/artifact" | cut -d ' ' -f 1)
+[ "$actual" = {q(sha256)} ] || fail "checksum mismatch for {filename}: expected {sha256}, got $actual"
+mkdir "$staging/unpacked"
+{unpack}
+{place}
+mkdir -p {q(RECEIPT_DIR)}
+printf '%s\\n' "$installed" | while read -r f; do sha256sum "$f"; done > {q(sums + ".tmp")}
+mv -f {q(sums + ".tmp")} {q(sums)}
+printf 'component=%s\\nversion=%s\\nartifact_sha256=%s\\n' {q(component)} {q(version)} {q(sha256)} \\
+    > {q(release + ".tmp")}
+mv -f {q(release + ".tmp")} {q(release)}
+echo "installed {component} {version}:" $installed
+"""
+
+
+def _cache_lock(path: str) -> threading.Lock:
+    with _cache_locks_guard:
+        return _cache_locks.setdefault(path, threading.Lock())
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch_to_cache(state: State, host: Host, url: str, sha256: str, path: str) -> bool:
+    """
+    Controller side of ``download="controller"``: make ``path`` hold the verified artifact, downloading it at
+    most once per controller run however many hosts ask (a cached file is re-verified, never trusted).
+    """
+    target = Path(path)
+    with _cache_lock(path):
+        if target.is_file() and _sha256_of(target) == sha256:
+            return True
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + f".partial-{os.getpid()}")
+        digest = hashlib.sha256()
+        try:
+            with requests.get(url, stream=True, timeout=60) as response:
+                response.raise_for_status()
+                with partial.open("wb") as stream:
+                    for chunk in response.iter_content(chunk_size=1 << 20):
+                        digest.update(chunk)
+                        stream.write(chunk)
+        except (requests.RequestException, OSError) as error:
+            partial.unlink(missing_ok=True)
+            host.log_styled(f"controller download failed: {error}", fg="red", log_func=logger.error)
+            return False
+        if digest.hexdigest() != sha256:
+            partial.unlink(missing_ok=True)
+            host.log_styled(
+                f"checksum mismatch for {target.name}: expected {sha256}, got {digest.hexdigest()}",
+                fg="red",
+                log_func=logger.error,
+            )
+            return False
+        partial.replace(target)
+        return True
+
+
+@operation()
+def install(
+    component: str,
+    version: str,
+    artifacts: dict[str, Artifact],
+    destination: str,
+    layout: Layout = "archive",
+    strip_components: int = 0,
+    binary_name: str | None = None,
+    download: DownloadMode = "host",
+    mirror: str | None = None,
+    cache_dir: str = "~/.cache/pyinfra-iluvatar/artifacts",
+) -> Generator[Any, None, None]:
+    """
+    Install the executables of a release artifact into ``destination``, for the host's architecture.
+
+    Does nothing when this package's receipt on the host says ``version`` from the same artifact is installed
+    and every installed file is unchanged. Otherwise: fetches the artifact into a staging directory on the host,
+    verifies its sha256, unpacks it (``layout="archive"``: a ``.tar.gz``; ``"binary"``: the artifact is the
+    executable, installed as ``binary_name``), copies every top-level executable next to its destination under a
+    temporary name and renames them into place, removes files that the previous install of this component had
+    and this one does not, and writes the receipt. Any failure before the renames — download, checksum, unpack,
+    disk — leaves the previous install untouched.
+
+    + component: receipt name (``containerd``, ``cni-plugins``, ...): letters, digits, ``-``, ``_``
+    + version: the version being installed, recorded in the receipt
+    + artifacts: Debian architecture name (``amd64``, ``arm64``) → artifact (url, sha256, filename)
+    + destination: directory the executables go into (``/usr/local/bin``, ``/opt/cni/bin``)
+    + layout: ``archive`` or ``binary``
+    + strip_components: leading path components to drop when unpacking (``1`` for containerd's ``bin/``)
+    + binary_name: the installed name, for ``layout="binary"``
+    + download: ``host`` (each host fetches) or ``controller`` (the controller fetches each artifact once into
+      ``cache_dir``, verifies it, and uploads it to every host; the host verifies it again)
+    + mirror: base URL that replaces upstream hosts (``<mirror>/github.com/<owner>/<repo>/releases/download/…``)
+    + cache_dir: the controller's artifact cache, for ``download="controller"``
+
+    **Example:**
+
+    .. code:: python
+
+        release.install(
+            name="containerd binaries",
+            component="containerd",
+            version=lock.components["containerd"].version,
+            artifacts=lock.components["containerd"].artifacts,
+            destination="/usr/local/bin",
+            strip_components=1,
+        )
+    """
+    component = _component_name(component)
+    if layout == "binary" and not binary_name:
+        raise OperationValueError(f"{component}: layout='binary' needs binary_name")
+    if download not in ("host", "controller"):
+        raise OperationValueError(f"{component}: download must be 'host' or 'controller', got {download!r}")
+    arch = host_arch(host)
+    if arch not in artifacts:
+        raise OperationValueError(
+            f"{host.name}: no {component} {version} artifact for {arch}; the lock has {', '.join(sorted(artifacts))}"
+        )
+    artifact = artifacts[arch]
+    url = artifact.url_via(mirror)
+
+    installed = host.get_fact(InstalledRelease, component=component)
+    if (
+        installed
+        and installed["version"] == version
+        and installed["artifact_sha256"] == artifact.sha256
+        and installed["intact"]
+    ):
+        host.noop(f"{component} {version} is installed in {destination}")
+        return
+
+    if download == "controller":
+        cached = str(Path(os.path.expanduser(cache_dir)) / artifact.sha256 / artifact.filename)
+        uploaded = f"{UPLOAD_DIR}/{artifact.sha256}-{artifact.filename}"
+        yield FunctionCommand(fetch_to_cache, (url, artifact.sha256, cached), {})
+        yield StringCommand("mkdir", "-p", "-m", "700", UPLOAD_DIR)
+        yield FileUploadCommand(cached, uploaded)
+        fetch = f'mv -f {shlex.quote(uploaded)} "$staging/artifact" || fail "the uploaded artifact is missing"'
+    else:
+        fetch = (
+            'command -v curl >/dev/null || fail "curl is not installed"\n'
+            f"curl --fail --silent --show-error --location --retry 3 --connect-timeout 30 --netrc-optional \\\n"
+            f'    --output "$staging/artifact" {shlex.quote(url)} || fail "download of {artifact.filename} failed"'
+        )
+    if layout == "binary":
+        unpack = f'cp "$staging/artifact" "$staging/unpacked/"{shlex.quote(binary_name or "")}'
+        unpack += '\nchmod 755 "$staging/unpacked/"*'
+    else:
+        unpack = (
+            f'tar -xzf "$staging/artifact" -C "$staging/unpacked" --strip-components={int(strip_components)}'
+            f' --no-same-owner || fail "cannot unpack {artifact.filename}"'
+        )
+    place = (
+        _place_tree(destination) if layout == "tree" else _place_executables(destination, receipt_paths(component)[1])
+    )
+    yield install_script(
+        component=component,
+        version=version,
+        filename=artifact.filename,
+        sha256=artifact.sha256,
+        fetch=fetch,
+        unpack=unpack,
+        place=place,
+    )
