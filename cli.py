@@ -6,6 +6,7 @@ import click
 
 from pyinfra_iluvatar import __version__
 from pyinfra_iluvatar.releases.cli import lock
+from pyinfra_iluvatar.sandbox.cli import sandbox
 
 
 @click.group()
@@ -15,3 +16,4 @@ def main() -> None:
 
 
 main.add_command(lock)
+main.add_command(sandbox)

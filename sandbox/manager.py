@@ -1,0 +1,336 @@
+"""The sandbox as a whole: ``up``, ``down``, ``status``, and stopping or starting one host.
+
+``Sandbox(state_dir, cache_dir).up(hosts=3)`` builds (or reuses) the image, creates the bridge, starts the proxy,
+boots the hosts in parallel and waits until systemd in each has finished booting. Everything it makes is under
+the state directory or named after it, so ``down`` removes all of it, after a crash too, and may be repeated.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pyinfra_iluvatar.sandbox import host, image, network, prerequisites, proxy, settings, ssh, state
+from pyinfra_iluvatar.sandbox.errors import SandboxError
+from pyinfra_iluvatar.sandbox.locks import locked
+from pyinfra_iluvatar.sandbox.processes import ProcessRef, find
+
+GROUPS = ("workers", "build")
+BOOT_TIMEOUT = 90.0
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class SandboxHost:
+    """A host as ``status`` sees it. ``state``: ``running`` (SSH answers), ``starting``, or ``stopped``."""
+
+    name: str
+    group: str
+    address: str
+    state: str
+
+
+def _parallel(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``function`` over ``items`` in threads; re-raises the first error."""
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        return list(pool.map(function, items))
+
+
+def _quiet(_: str) -> None:
+    """Discard progress messages."""
+
+
+class Sandbox:
+    """N disposable Debian hosts with systemd, SSH and their own network namespace, on this machine."""
+
+    def __init__(
+        self,
+        state_dir: Path | None = None,
+        cache_dir: Path | None = None,
+        *,
+        net: int | None = None,
+        mirror: str | None = None,
+        proxy_allow: Sequence[str] | None = None,
+        say: Callable[[str], None] = _quiet,
+    ) -> None:
+        self.state_dir = (state_dir or settings.state_dir()).absolute()
+        self.cache_dir = (cache_dir or settings.cache_dir()).absolute()
+        self._net = settings.net() if net is None else net
+        self.mirror = mirror or settings.mirror()
+        self.proxy_allow = list(proxy_allow or settings.proxy_allow())
+        self.say = say
+
+    # What the rest of the project reads.
+
+    @property
+    def gateway(self) -> str:
+        """This machine's address on the sandbox network (where the proxy listens; hosts reach it directly)."""
+        current = state.load(self.state_dir)
+        return network.SandboxNetwork(current.net if current else self._net).gateway
+
+    @property
+    def ssh_key(self) -> Path:
+        """The private key that logs in as root on every host."""
+        return self.state_dir / ssh.CLIENT_KEY
+
+    @property
+    def known_hosts(self) -> Path:
+        """The known_hosts file with every host's key."""
+        return self.state_dir / ssh.KNOWN_HOSTS
+
+    def _require_state(self) -> state.SandboxState:
+        current = state.load(self.state_dir)
+        if current is None:
+            raise SandboxError(f"no sandbox is up (state directory {self.state_dir}): run `sandbox up` first")
+        return current
+
+    def _paths(self, name: str) -> host.HostPaths:
+        return host.HostPaths(self.state_dir / "hosts" / name)
+
+    def status(self) -> list[SandboxHost]:
+        """Every host with its address and state; empty when no sandbox is up."""
+        current = state.load(self.state_dir)
+        if current is None:
+            return []
+
+        def look(record: state.HostRecord) -> SandboxHost:
+            alive = record.process is not None and record.process.alive()
+            return SandboxHost(
+                record.name,
+                record.group,
+                record.address,
+                ("running" if _ssh_open(record.address) else "starting") if alive else "stopped",
+            )
+
+        return _parallel(look, current.hosts)
+
+    def inventory(self) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+        """pyinfra inventory groups (``workers``, ``build``) with each host's SSH data."""
+        current = self._require_state()
+        data = {
+            "ssh_user": "root",
+            "ssh_key": str(self.ssh_key),
+            "ssh_known_hosts_file": str(self.known_hosts),
+            "ssh_strict_host_key_checking": "yes",
+            "ssh_allow_agent": False,
+            "ssh_look_for_keys": False,
+        }
+        groups: dict[str, list[tuple[str, dict[str, Any]]]] = {group: [] for group in GROUPS}
+        for record in current.hosts:
+            groups[record.group].append((record.name, {**data, "ssh_hostname": record.address}))
+        return groups
+
+    def ssh_command(self, name: str, *remote: str) -> list[str]:
+        """The ``ssh`` argv that runs ``remote`` (or a login shell) on host ``name``."""
+        return ssh.command(self.state_dir, self._require_state().host(name).address, *remote)
+
+    # Lifecycle.
+
+    def up(self, hosts: int = 3, build_hosts: int = 0, suite: str = "bookworm") -> list[SandboxHost]:
+        """Bring up ``hosts`` workers and ``build_hosts`` build hosts; reuse a sandbox that is up just so.
+
+        A sandbox that is up with another shape is replaced; leftovers of a crashed one are cleaned up first.
+        """
+        if suite not in settings.SUITES:
+            raise SandboxError(f"unknown suite {suite!r}: choose one of {', '.join(settings.SUITES)}")
+        if hosts < 0 or build_hosts < 0 or hosts + build_hosts < 1:
+            raise SandboxError("a sandbox needs at least one host")
+        wanted = network.SandboxNetwork(self._net)
+        if hosts + build_hosts > wanted.max_hosts:
+            raise SandboxError(f"a sandbox holds at most {wanted.max_hosts} hosts")
+        spec = image.ImageSpec(suite, image.host_arch(), self.mirror)
+        prerequisites.check(building=image.cached(self.cache_dir, spec) is None, say=self.say)
+        with locked(self.state_dir.parent):
+            current = self._load_or_none()
+            shape = [("workers", hosts), ("build", build_hosts)]
+            if current is not None and self._healthy(current) and self._same(current, wanted, suite, shape):
+                self.say(f"the sandbox in {self.state_dir} is already up")
+                return self.status()
+            if current is not None or self._leftovers():
+                self.say("taking down the previous sandbox" if current else "cleaning up after a crashed sandbox")
+                self._teardown()
+            network.check_free(wanted, str(self.state_dir))
+            base = image.ensure(self.cache_dir, spec, self.say)
+            try:
+                self._create(wanted, suite, base, shape)
+            except BaseException:
+                self._teardown()
+                raise
+        return self.status()
+
+    def down(self) -> None:
+        """Remove the sandbox: hosts, mounts, veths, bridge, proxy, state. Safe to repeat."""
+        with locked(self.state_dir.parent):
+            self._teardown()
+
+    def stop_host(self, name: str) -> None:
+        """Cut one host's power (SIGKILL to its PID 1); its disk stays, :meth:`start_host` boots it again."""
+        with locked(self.state_dir.parent):
+            current = self._require_state()
+            record = current.host(name)
+            host.kill(self._paths(name))
+            record.process = None
+            state.save(self.state_dir, current)
+
+    def start_host(self, name: str) -> None:
+        """Boot a stopped host again and wait until it is up."""
+        with locked(self.state_dir.parent):
+            current = self._require_state()
+            record = current.host(name)
+            if record.process is not None and record.process.alive():
+                return
+            paths = self._paths(name)
+            host.mount(paths, Path(current.image))
+            record.process = host.boot(
+                paths, record.machine, name, record.machine_id, network.SandboxNetwork(current.net).bridge
+            )
+            state.save(self.state_dir, current)
+            self._wait_booted(record)
+
+    # Internals.
+
+    def _load_or_none(self) -> state.SandboxState | None:
+        try:
+            return state.load(self.state_dir)
+        except SandboxError as error:
+            self.say(f"ignoring the damaged state file ({error})")
+            return None
+
+    def _same(
+        self, current: state.SandboxState, wanted: network.SandboxNetwork, suite: str, shape: list[tuple[str, int]]
+    ) -> bool:
+        counts = [(group, sum(1 for h in current.hosts if h.group == group)) for group, _ in shape]
+        return (
+            current.net == wanted.index
+            and current.suite == suite
+            and counts == shape
+            and current.proxy.allow == self.proxy_allow
+        )
+
+    def _healthy(self, current: state.SandboxState) -> bool:
+        return (
+            network.link_exists(network.SandboxNetwork(current.net).bridge)
+            and current.proxy.process is not None
+            and current.proxy.process.alive()
+            and all(record.process is not None and record.process.alive() for record in current.hosts)
+        )
+
+    def _proxy_processes(self) -> list[ProcessRef]:
+        marker = str(self.state_dir)
+        return find(lambda pid: proxy.is_proxy_of(pid, marker))
+
+    def _leftovers(self) -> bool:
+        """Whether anything of an earlier sandbox is left (everything it made is in or named by the state dir)."""
+        return bool(self.state_dir.exists() or self._proxy_processes() or network.bridges_of(str(self.state_dir)))
+
+    def _create(self, net: network.SandboxNetwork, suite: str, base: Path, shape: list[tuple[str, int]]) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.chmod(0o700)
+        key = ssh.client_key(self.state_dir)
+        records: list[state.HostRecord] = []
+        for group, count in shape:
+            for number in range(1, count + 1):
+                position = len(records)
+                records.append(
+                    state.HostRecord(
+                        name=f"{'worker' if group == 'workers' else group}-{number}",
+                        group=group,
+                        machine=net.machine_name(position),
+                        address=net.host_address(position),
+                        machine_id=host.new_machine_id(),
+                    )
+                )
+        current = state.SandboxState(
+            net=net.index,
+            suite=suite,
+            image=str(base),
+            proxy=state.ProxyRecord(proxy.PORT, self.proxy_allow),
+            hosts=records,
+        )
+        state.save(self.state_dir, current)
+        network.create_bridge(net, str(self.state_dir))
+        current.proxy.process = proxy.start(
+            net.gateway, proxy.PORT, self.proxy_allow, str(self.state_dir), self.state_dir / "proxy.log"
+        )
+        state.save(self.state_dir, current)
+        authorized = key.with_suffix(".pub").read_text().strip()
+        neighbours = [(record.name, record.address) for record in records]
+
+        def create(record: state.HostRecord) -> str:
+            paths = self._paths(record.name)
+            host.mount(paths, base)
+            host.configure(
+                paths,
+                host.HostConfig(
+                    name=record.name,
+                    address=record.address,
+                    prefix=net.subnet.prefixlen,
+                    gateway=net.gateway,
+                    proxy_port=proxy.PORT,
+                    machine_id=record.machine_id,
+                    authorized_key=authorized,
+                    neighbours=neighbours,
+                ),
+            )
+            public = ssh.generate_host_key(paths.root, record.name)
+            record.process = host.boot(paths, record.machine, record.name, record.machine_id, net.bridge)
+            return public
+
+        public_keys = _parallel(create, records)
+        state.save(self.state_dir, current)
+        ssh.write_known_hosts(self.state_dir, zip([r.address for r in records], public_keys, strict=False))
+        self.say(f"booting {len(records)} host(s) on {net.bridge} ({net.subnet})")
+        _parallel(self._wait_booted, records)
+
+    def _wait_booted(self, record: state.HostRecord) -> None:
+        """Wait for SSH, then for systemd to finish booting; say which units failed, if any."""
+        if record.process is None:
+            raise SandboxError(f"{record.name} has not been started")
+        paths = self._paths(record.name)
+        host.wait_for_ssh(paths, record.address, record.process, BOOT_TIMEOUT)
+        command = ssh.command(
+            self.state_dir, record.address, "systemctl is-system-running --wait; systemctl --failed --plain --no-legend"
+        )
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=BOOT_TIMEOUT, check=False)
+        except subprocess.TimeoutExpired as error:
+            raise SandboxError(f"{record.name}: systemd did not finish booting in {BOOT_TIMEOUT:.0f} s") from error
+        lines = result.stdout.splitlines()
+        if result.returncode == 255 or not lines:
+            raise SandboxError(f"{record.name}: ssh failed: {result.stderr.strip()}")
+        if lines[0] not in ("running", "degraded"):
+            raise SandboxError(
+                f"{record.name}: systemd is {lines[0]!r} after booting; console:\n{paths.console_tail()}"
+            )
+        if lines[0] == "degraded":
+            self.say(f"{record.name}: degraded, failed units: {'; '.join(lines[1:])}")
+
+    def _teardown(self) -> None:
+        """Stop and remove everything this sandbox made, found from the state file and from the state directory."""
+        hosts_dir = self.state_dir / "hosts"
+        _parallel(host.kill, [host.HostPaths(d) for d in sorted(hosts_dir.iterdir())] if hosts_dir.is_dir() else [])
+        for process in self._proxy_processes():
+            process.stop()
+        host.unmount_all(self.state_dir)
+        for bridge in network.bridges_of(str(self.state_dir)):
+            network.delete_link(bridge)
+        if self.state_dir.exists():
+            shutil.rmtree(self.state_dir)
+
+
+def _ssh_open(address: str) -> bool:
+    try:
+        with socket.create_connection((address, 22), timeout=0.5):
+            return True
+    except OSError:
+        return False

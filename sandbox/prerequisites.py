@@ -1,0 +1,77 @@
+"""What ``sandbox up`` needs on this machine, checked first, with errors that say what to do.
+
+On Debian or Ubuntu, as root, missing tools are installed with apt-get; elsewhere the error names the package.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from pyinfra_iluvatar.sandbox.errors import PrerequisiteError
+from pyinfra_iluvatar.sandbox.processes import run
+
+# command -> the Debian package that has it
+TOOLS = {
+    "systemd-nspawn": "systemd-container",
+    "ip": "iproute2",
+    "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client",
+    "mount": "mount",
+}
+BUILD_TOOLS = {"debootstrap": "debootstrap"}
+DEBIAN_KEYRING = (Path("/usr/share/keyrings/debian-archive-keyring.gpg"), "debian-archive-keyring")
+
+
+def missing_packages(*, building: bool) -> list[str]:
+    """Debian packages to install before the sandbox can run (and build an image, if ``building``)."""
+    tools = {**TOOLS, **(BUILD_TOOLS if building else {})}
+    packages = {package for command, package in tools.items() if shutil.which(command) is None}
+    keyring, package = DEBIAN_KEYRING
+    if building and not keyring.exists():
+        packages.add(package)
+    return sorted(packages)
+
+
+def _kernel_has(filesystem: str) -> bool:
+    return any(line.split()[-1] == filesystem for line in Path("/proc/filesystems").read_text().splitlines())
+
+
+def _load_module(module: str) -> None:
+    if shutil.which("modprobe"):
+        subprocess.run(["modprobe", module], capture_output=True, check=False)
+
+
+def check(*, building: bool, say: Callable[[str], None]) -> None:
+    """Raise :class:`PrerequisiteError` unless this machine can run the sandbox; install what apt-get can."""
+    if os.geteuid() != 0:
+        raise PrerequisiteError(
+            "the sandbox needs root (it mounts overlays, creates a bridge and boots containers):"
+            " run it with sudo or as root"
+        )
+    packages = missing_packages(building=building)
+    if packages and shutil.which("apt-get"):
+        say(f"installing {', '.join(packages)} with apt-get")
+        run(["apt-get", "update", "-qq"], timeout=600)
+        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], timeout=1200)
+        packages = missing_packages(building=building)
+    if packages:
+        tools = {**TOOLS, **BUILD_TOOLS}
+        commands = [command for command, package in tools.items() if package in packages]
+        raise PrerequisiteError(
+            f"missing {', '.join(commands) or 'the Debian archive keyring'}: install the package(s)"
+            f" {', '.join(packages)}"
+        )
+    if not _kernel_has("overlay"):
+        _load_module("overlay")
+        if not _kernel_has("overlay"):
+            raise PrerequisiteError(
+                "this kernel has no overlayfs (modprobe overlay did not help): sandbox hosts run on overlays"
+            )
+    if not Path("/dev/fuse").exists():
+        _load_module("fuse")
+        if not Path("/dev/fuse").exists():
+            raise PrerequisiteError("there is no /dev/fuse (modprobe fuse did not help): hosts need it for zfs-fuse")
