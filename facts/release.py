@@ -2,8 +2,9 @@
 
 Every release install (``operations/release.py``) ends by writing two files under
 ``/var/lib/pyinfra-iluvatar/releases/``: ``<component>.sha256`` (``sha256sum`` lines for every file it
-installed) and then ``<component>.release`` (``key=value`` lines: component, version, artifact sha256). The
-receipt is written last, so it only exists for an install that finished.
+installed) and then ``<component>.release`` (``key=value`` lines: component, version, and source — the
+artifact's ``sha256:<hex>``, or how it was built). The receipt is written last, so it only exists for an
+install that finished.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ FileState = Literal["ok", "modified", "missing"]
 class InstalledReleaseInfo(TypedDict):
     component: str
     version: str
-    artifact_sha256: str
+    source: str
     files: dict[str, FileState]
     intact: bool
 
@@ -68,7 +69,7 @@ class InstalledRelease(FactBase[InstalledReleaseInfo | None]):
         {
             "component": "containerd",
             "version": "2.1.4",
-            "artifact_sha256": "316d5104…",
+            "source": "sha256:316d5104…",
             "files": {"/usr/local/bin/containerd": "ok", "/usr/local/bin/ctr": "modified"},
             "intact": False,
         }
@@ -100,14 +101,14 @@ class InstalledRelease(FactBase[InstalledReleaseInfo | None]):
             if not sep:
                 raise FactProcessError(f"malformed receipt line: {line!r}")
             receipt[key] = value
-        missing = {"component", "version", "artifact_sha256"} - receipt.keys()
+        missing = {"component", "version", "source"} - receipt.keys()
         if missing:
             raise FactProcessError(f"receipt lacks {', '.join(sorted(missing))}")
         files = _file_states(output[split + 1 :])
         return {
             "component": receipt["component"],
             "version": receipt["version"],
-            "artifact_sha256": receipt["artifact_sha256"],
+            "source": receipt["source"],
             "files": files,
             "intact": bool(files) and all(state == "ok" for state in files.values()),
         }

@@ -107,20 +107,11 @@ rm -rf "$dest.pyinfra-iluvatar-old"
 installed=$(for f in "$dest"/bin/*; do if [ -f "$f" ]; then printf '%s\\n' "$f"; fi; done)"""
 
 
-def install_script(
-    *,
-    component: str,
-    version: str,
-    filename: str,
-    sha256: str,
-    fetch: str,
-    unpack: str,
-    place: str,
-) -> str:
+def script(*, component: str, version: str, source: str, steps: str) -> str:
     """
-    The POSIX shell script that installs one artifact: ``fetch`` puts it at ``$staging/artifact``, it is
-    verified, ``unpack`` fills ``$staging/unpacked``, ``place`` moves files into place and lists them in
-    ``$installed``, then the receipt is written. Any failure before ``place`` changes nothing.
+    A POSIX shell install script: ``steps`` run in a fresh ``$staging`` directory (removed on exit) with a
+    ``fail`` function, must move files into place last and list them in ``$installed``; then the receipt is
+    written. Any failure before the move changes nothing.
     """
     release, sums = receipt_paths(component)
     q = shlex.quote
@@ -129,20 +120,23 @@ umask 022
 fail() {{ echo "pyinfra-iluvatar: {component} {version}: $*; the previous install is untouched" >&2; exit 1; }}
 staging=$(mktemp -d /var/tmp/pyinfra-iluvatar-{component}.XXXXXX)
 trap 'rm -rf "$staging"' EXIT
-{fetch}
-actual=$(sha256sum "$staging/artifact" | cut -d ' ' -f 1)
-[ "$actual" = {q(sha256)} ] || fail "checksum mismatch for {filename}: expected {sha256}, got $actual"
-mkdir "$staging/unpacked"
-{unpack}
-{place}
+{steps}
 mkdir -p {q(RECEIPT_DIR)}
 printf '%s\\n' "$installed" | while read -r f; do sha256sum "$f"; done > {q(sums + ".tmp")}
 mv -f {q(sums + ".tmp")} {q(sums)}
-printf 'component=%s\\nversion=%s\\nartifact_sha256=%s\\n' {q(component)} {q(version)} {q(sha256)} \\
-    > {q(release + ".tmp")}
+printf 'component=%s\\nversion=%s\\nsource=%s\\n' {q(component)} {q(version)} {q(source)} > {q(release + ".tmp")}
 mv -f {q(release + ".tmp")} {q(release)}
 echo "installed {component} {version}:" $installed
 """
+
+
+def _verified(fetch: str, filename: str, sha256: str) -> str:
+    """Script part: ``fetch`` puts the artifact at ``$staging/artifact``; stop unless its sha256 matches."""
+    return f"""{fetch}
+actual=$(sha256sum "$staging/artifact" | cut -d ' ' -f 1)
+[ "$actual" = {shlex.quote(sha256)} ] || fail "checksum mismatch for {filename}: expected {sha256}, got $actual"
+mkdir "$staging/unpacked"
+""".rstrip("\n")
 
 
 def _cache_lock(path: str) -> threading.Lock:
@@ -259,7 +253,7 @@ def install(
     if (
         installed
         and installed["version"] == version
-        and installed["artifact_sha256"] == artifact.sha256
+        and installed["source"] == f"sha256:{artifact.sha256}"
         and installed["intact"]
     ):
         host.noop(f"{component} {version} is installed in {destination}")
@@ -289,12 +283,9 @@ def install(
     place = (
         _place_tree(destination) if layout == "tree" else _place_executables(destination, receipt_paths(component)[1])
     )
-    yield install_script(
+    yield script(
         component=component,
         version=version,
-        filename=artifact.filename,
-        sha256=artifact.sha256,
-        fetch=fetch,
-        unpack=unpack,
-        place=place,
+        source=f"sha256:{artifact.sha256}",
+        steps="\n".join((_verified(fetch, artifact.filename, artifact.sha256), unpack, place)),
     )
