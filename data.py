@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
 
 from pyinfra.api.exceptions import OperationValueError
 from pyinfra.api.host import Host
+
+from pyinfra_iluvatar.releases import lockfile
 
 T = TypeVar("T")
 
@@ -151,10 +154,16 @@ MIRROR: DataKey[str | None] = DataKey(
     "an http(s) base URL without credentials, or empty",
     "Fetch release artifacts from `<mirror>/github.com/…` and `<mirror>/go.dev/dl/…` instead of upstream.",
 )
-DOWNLOAD: DataKey[str] = DataKey(
+def _download_mode(value: Any) -> Literal["host", "controller"]:
+    if value == "host" or value == "controller":
+        return value  # type: ignore[no-any-return]
+    raise ValueError("not one of the accepted values")
+
+
+DOWNLOAD: DataKey[Literal["host", "controller"]] = DataKey(
     "iluvatar_download",
     "host",
-    _one_of("host", "controller"),
+    _download_mode,
     '"host" or "controller"',
     "Who downloads artifacts: each host, or the controller once per artifact (then uploads to every host).",
 )
@@ -187,6 +196,46 @@ CNI_BIN_DIR: DataKey[str] = DataKey(
     "Where the CNI plugins and cnitool go (the worker's `cni_plugin_bin`).",
 )
 
+
+def _prebuilt(value: Any) -> dict[str, lockfile.Artifact] | None:
+    if value in (None, {}):
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("not a mapping")
+    artifacts = {}
+    for arch, entry in value.items():
+        if not isinstance(entry, dict) or set(entry) != {"url", "sha256"}:
+            raise ValueError(f"{arch}: expected exactly url and sha256")
+        url = _optional_url(entry["url"])
+        sha256 = str(entry["sha256"]).lower()
+        if not url or not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise ValueError(f"{arch}: expected an http(s) url and a 64-hex-digit sha256")
+        artifacts[str(arch)] = lockfile.Artifact(url.rsplit("/", 1)[-1], url, sha256, mirror_path="")
+    return artifacts
+
+
+CNITOOL_PREBUILT: DataKey[dict[str, lockfile.Artifact] | None] = DataKey(
+    "iluvatar_cnitool_prebuilt",
+    None,
+    _prebuilt,
+    'a mapping of architecture to {"url": ..., "sha256": ...}, or empty',
+    "Install this prebuilt cnitool (e.g. from your mirror) instead of building it with `go install`.",
+)
+GO_ROOT: DataKey[str] = DataKey(
+    "iluvatar_go_root",
+    "/usr/local/lib/pyinfra-iluvatar/go",
+    _absolute_path,
+    "an absolute path",
+    "Where the locked Go toolchain that builds cnitool goes (never `/usr/local/go`, which may be the admin's).",
+)
+GO_REMOVE_AFTER_BUILD: DataKey[bool] = DataKey(
+    "iluvatar_go_remove_after_build",
+    False,
+    _boolean,
+    "true or false",
+    "Remove the Go toolchain once cnitool is built.",
+)
+
 ALL_KEYS: tuple[DataKey[Any], ...] = (
     EXTRA_PACKAGES,
     ENERGY_TOOLS,
@@ -199,4 +248,21 @@ ALL_KEYS: tuple[DataKey[Any], ...] = (
     CONTAINERD_REPLACE_PACKAGE,
     SNAPSHOTTER,
     CNI_BIN_DIR,
+    CNITOOL_PREBUILT,
+    GO_ROOT,
+    GO_REMOVE_AFTER_BUILD,
 )
+
+
+_locks: dict[str, lockfile.Lock] = {}
+
+
+def lock(host: Host) -> lockfile.Lock:
+    """The lock file named by ``iluvatar_lock_file`` on ``host``, read once per run and path."""
+    path = get(host, LOCK_FILE)
+    if path not in _locks:
+        try:
+            _locks[path] = lockfile.load(Path(path))
+        except lockfile.LockError as error:
+            raise OperationValueError(f"{host.name}: data key {LOCK_FILE.name}: {error}") from None
+    return _locks[path]

@@ -67,7 +67,7 @@ def _component_name(component: str) -> str:
     return component
 
 
-def _place_executables(destination: str, sums: str) -> str:
+def place_executables(destination: str, sums: str) -> str:
     """Script part: rename every top-level executable of ``$staging/unpacked`` into ``destination``."""
     q = shlex.quote
     return f"""cd "$staging/unpacked"
@@ -281,7 +281,7 @@ def install(
             f' --no-same-owner || fail "cannot unpack {artifact.filename}"'
         )
     place = (
-        _place_tree(destination) if layout == "tree" else _place_executables(destination, receipt_paths(component)[1])
+        _place_tree(destination) if layout == "tree" else place_executables(destination, receipt_paths(component)[1])
     )
     yield script(
         component=component,
