@@ -191,3 +191,43 @@ def test_pam_limits_reports_a_real_drop_in_overriding_limits_conf() -> None:
             limits_conf.unlink(missing_ok=True)
         else:
             limits_conf.write_bytes(original)
+
+
+def _sh(command: str) -> str | None:
+    """What ``sh -c COMMAND`` prints, stripped; ``None`` when it prints nothing."""
+    return subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout.strip() or None
+
+
+def test_zfs_implementation_matches_this_machine() -> None:
+    fact = local_fact("pyinfra_iluvatar.facts.zfs.ZfsImplementation")
+    assert isinstance(fact, dict)
+    module = Path("/sys/module/zfs")
+    zfs_fuse = _sh("command -v zfs-fuse")
+    comms = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            comms.append(comm.read_text().strip())
+        except OSError:  # the process ended while we looked
+            continue
+    assert fact["module_loaded"] == module.is_dir()
+    assert fact["zfs_fuse"] == zfs_fuse
+    assert fact["zfs_fuse_running"] == ("zfs-fuse" in comms)
+    assert fact["zpool"] == _sh("command -v zpool")
+    if module.is_dir():
+        assert (fact["kind"], fact["version"]) == ("openzfs", (module / "version").read_text().strip())
+    elif zfs_fuse is not None:
+        assert (fact["kind"], fact["version"]) == ("zfs-fuse", _sh("dpkg-query -W -f='${Version}' zfs-fuse"))
+    else:
+        assert (fact["kind"], fact["version"]) == ("none", None)
+
+
+def test_zpool_facts_match_zpool_list_or_answer_none() -> None:
+    """Where ZFS does not answer (no zpool, zfs-fuse daemon stopped) the facts give None instead of failing."""
+    status = local_fact("pyinfra_iluvatar.facts.zfs.ZpoolStatus")
+    listing = local_fact("pyinfra_iluvatar.facts.zfs.ZpoolList")
+    names = subprocess.run(["sh", "-c", "zpool list -H -o name"], capture_output=True, text=True)
+    if names.returncode != 0:
+        assert status is None and listing is None
+    else:
+        assert isinstance(status, dict) and isinstance(listing, dict)
+        assert set(status) == set(listing) == set(names.stdout.split())
