@@ -401,6 +401,8 @@ class ZfsImplementation(FactBase[ZfsImplementationInfo]):
     ``zfs-fuse`` when the zfs-fuse daemon is installed, else ``none``; with the module's or package's
     version, whether a loadable module exists, whether the zfs-fuse daemon runs, and where ``zpool`` is.
     pyinfra's own ``zfs`` facts return nothing unless a kernel module is loaded, so they see no zfs-fuse.
+    zfs-fuse mounts its datasets as ``fuse.zfs`` filesystems, not ``zfs``: a deploy that needs containerd's
+    zfs snapshotter checks ``kind`` before it relies on the dataset.
 
     Runs one shell line: tests ``/sys/module/zfs``, reads ``/sys/module/zfs/version``, ``modinfo -F
     version zfs``, ``command -v zfs-fuse zpool``, ``/proc/*/comm`` and ``dpkg-query`` for the zfs-fuse
@@ -643,7 +645,8 @@ class ZfsDatasetProperties(FactBase["dict[str, dict[str, DatasetProperty]] | Non
 
 class ZpoolImportable(FactBase["list[ImportablePool] | None"]):
     """
-    Returns the pools ``zpool import -d DIRECTORY`` finds in ``directory`` and could import — exported
+    Returns the pools ``zpool import -d DIRECTORY`` finds in ``directory`` (an absolute path: zfs-fuse
+    refuses relative ones) and could import — exported
     pools, or file-vdev pools not imported after a reboot (a device scan never looks at files) — each
     with its id, state, what ``zpool import`` says about importing it, and its vdev tree as found.
     Imported pools are not listed. ``[]`` when there is nothing to import or ``directory`` does not exist;
