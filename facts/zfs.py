@@ -25,14 +25,13 @@ from typing_extensions import override
 _EXIT = re.compile(r"exit=(\d+)")
 _STDERR_PREFIX = "stderr: "
 
-# What libzfs prints when it cannot reach ZFS at all: OpenZFS's libzfs_error_init() messages, and
-# zfs-fuse's when its daemon's socket is missing.
+# What libzfs prints when there is no ZFS to talk to: OpenZFS's libzfs_error_init() messages for a missing
+# module or /dev/zfs, and zfs-fuse's when its daemon's socket is missing. Anything else (not root, a libzfs
+# failure of another kind) fails the host with the tool's message.
 _NOT_ANSWERING = (
     "The ZFS modules are not loaded",
     "The ZFS modules cannot be auto-loaded",
     "/dev/zfs and /proc/self/mounts are required",
-    "Permission denied the ZFS utilities must be run as root",
-    "Failed to initialize the libzfs library",
     "Please make sure that the zfs-fuse daemon is running",
 )
 _NO_SUCH_POOL = re.compile(r"cannot open '[^']*': no such pool")
