@@ -22,6 +22,7 @@ counted per path (:attr:`FakeUpstream.counts`) and logged with its headers (:att
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -58,13 +59,7 @@ class FakeFile:
 
     def sha256(self) -> str:
         """The file's real sha256."""
-        if isinstance(self.data, bytes):
-            return hashlib.sha256(self.data).hexdigest()
-        digest = hashlib.sha256()
-        with self.data.open("rb") as stream:
-            for chunk in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(chunk)
-        return digest.hexdigest()
+        return _sha256(self.data)
 
     def api_digest(self) -> str | None:
         """What the API's ``digest`` field says: the real sha256, a wrong one, or nothing (older releases)."""
@@ -73,6 +68,18 @@ class FakeFile:
         if self.digest == "wrong":
             return "sha256:" + hashlib.sha256(b"not " + self.name.encode()).hexdigest()
         return "sha256:" + self.sha256()
+
+
+@functools.cache
+def _sha256(data: bytes | Path) -> str:
+    """sha256 of bytes or of a file (artifact files never change while a server runs: hashed once)."""
+    if isinstance(data, bytes):
+        return hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256()
+    with data.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def with_checksums(file: FakeFile, *suffixes: str, digest: Digest = "right") -> list[FakeFile]:
@@ -247,7 +254,7 @@ class FakeUpstream:
                         "os": file.os,
                         "arch": file.arch,
                         "version": release.version,
-                        "sha256": file.sha256 or FakeFile(file.filename, file.data).sha256(),
+                        "sha256": file.sha256 or _sha256(file.data),
                         "size": FakeFile(file.filename, file.data).size,
                         "kind": file.kind,
                     }
