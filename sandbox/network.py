@@ -47,6 +47,11 @@ class SandboxNetwork:
         return str(self.subnet.network_address + 1)
 
     @property
+    def bridge_mac(self) -> str:
+        """The bridge's fixed, locally administered MAC address."""
+        return f"02:00:c6:12:{self.index:02x}:01"
+
+    @property
     def max_hosts(self) -> int:
         """How many hosts fit in the range."""
         return LAST_HOST - FIRST_HOST + 1
@@ -59,7 +64,7 @@ class SandboxNetwork:
 
     def machine_name(self, position: int) -> str:
         """The systemd-nspawn machine name of the host at ``position``; its veth here is ``vb-`` + this name."""
-        return f"{self.bridge}-{position + 1}"
+        return f"ilu{self.index}-{position + 1}"
 
 
 def _alias(link: str) -> str:
@@ -98,7 +103,9 @@ def check_free(network: SandboxNetwork, owner: str) -> None:
 def create_bridge(network: SandboxNetwork, owner: str) -> None:
     """Create the bridge with the gateway address, marked as ``owner``'s; IPv4 only, nothing forwarded."""
     bridge = network.bridge
-    run(["ip", "link", "add", "name", bridge, "type", "bridge"])
+    # A bridge without its own MAC takes its ports' lowest: when a host's veth comes or goes the gateway's MAC
+    # changes under the other hosts, and their traffic to it is lost until their ARP entries expire (a minute).
+    run(["ip", "link", "add", "name", bridge, "address", network.bridge_mac, "type", "bridge"])
     run(["ip", "link", "set", "dev", bridge, "alias", ALIAS_PREFIX + owner])
     ipv6 = Path(f"/proc/sys/net/ipv6/conf/{bridge}/disable_ipv6")
     if ipv6.exists():

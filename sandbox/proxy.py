@@ -52,10 +52,9 @@ class Allowlist:
         self.entries = tuple(entries)
         self._rules: list[tuple[str, tuple[int, ...]]] = []
         for entry in self.entries:
-            host, _, port = entry.strip().lower().rstrip(".").rpartition(":")
-            if not host:
-                host, port = port, ""
-            if not host or (port and not port.isdigit()):
+            host, colon, port = entry.strip().lower().partition(":")
+            host = host.rstrip(".")
+            if not host or (colon and not port.isdigit()):
                 raise ValueError(f"bad allowlist entry {entry!r}: expected HOST, .DOMAIN, or either with :PORT")
             self._rules.append((host, (int(port),) if port else DEFAULT_PORTS))
 

@@ -1,0 +1,161 @@
+"""End to end on real sandbox hosts: pyinfra over SSH in parallel, apt through the proxy, systemd units, a host
+lost mid-run; the command line; and ``down`` after a crash leaving nothing behind. Needs root."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pyinfra_iluvatar.sandbox import Sandbox, state
+from pyinfra_iluvatar.sandbox.processes import wait_for
+from pyinfra_iluvatar.tests.support.sandbox import BIN, SandboxSession, free_test_network
+
+pytestmark = pytest.mark.sandbox
+
+DEPLOYS = Path(__file__).parent / "deploys"
+
+
+def host_lines(result: subprocess.CompletedProcess[str], host: str) -> list[str]:
+    """What ``host`` printed in a pyinfra run (pyinfra logs to stderr), without its ``[host]`` prefix."""
+    prefix = f"[{host}] "
+    return [line[len(prefix) :] for line in result.stderr.splitlines() if line.startswith(prefix)]
+
+
+def test_parallel_ssh_each_host_reports_its_own_name_and_address(sandbox: SandboxSession) -> None:
+    result = sandbox.pyinfra(
+        "--parallel", "3", "exec", "--", "echo identity $(hostname) $(hostname -I) $(systemctl is-system-running)"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(sandbox.hosts) == 3
+    for host in sandbox.hosts:
+        assert f"identity {host.name} {host.address} running" in host_lines(result, host.name)
+
+
+def test_apt_through_the_proxy_and_a_systemd_unit_on_every_host(sandbox: SandboxSession) -> None:
+    result = sandbox.pyinfra(str(DEPLOYS / "apt_and_unit.py"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    check = sandbox.pyinfra(
+        "exec", "--", "hello; systemctl is-enabled sandbox-probe; systemctl is-active sandbox-probe"
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    proxy_log = (sandbox.sandbox.state_dir / "proxy.log").read_text()
+    for host in sandbox.hosts:
+        assert host_lines(check, host.name)[-3:] == ["Hello, world!", "enabled", "active"]
+        # The packages came through the proxy: the hosts have no other way out.
+        assert re.search(rf"{re.escape(host.address)} \"GET http://deb\.debian\.org/\S+/hello_\S+\.deb", proxy_log)
+
+
+def test_hosts_reach_only_allowed_registries_and_the_gateway(sandbox: SandboxSession) -> None:
+    host = sandbox.hosts[0].name
+    registry = sandbox.ssh(host, "curl -sS -o /dev/null -w '%{http_code}' https://pypi.org/simple/pip/")
+    assert registry.stdout == "200", registry.stderr
+    refused = sandbox.ssh(host, "curl -sS -o /dev/null https://github.com/")
+    assert refused.returncode != 0 and "403" in refused.stderr
+    direct = sandbox.ssh(host, "curl -sS --noproxy '*' -m 5 https://deb.debian.org/ || ip route")
+    assert "198.18." in direct.stdout and "default" not in direct.stdout, "no route out but the sandbox link"
+    # The gateway itself is reached directly (no_proxy): nothing listens on port 9, so it refuses at once.
+    gateway = sandbox.ssh(host, f"curl -sS -m 5 http://{sandbox.sandbox.gateway}:9/ ; env | grep ^no_proxy=")
+    assert "Failed to connect" in gateway.stderr
+    assert sandbox.sandbox.gateway in gateway.stdout
+
+
+def test_a_host_stopped_mid_run_fails_and_the_others_complete(sandbox: SandboxSession) -> None:
+    names = [host.name for host in sandbox.hosts]
+    victim, survivors = names[1], [names[0], names[2]]
+    for name in names:
+        sandbox.ssh(name, "rm -f /var/tmp/started /var/tmp/release /var/tmp/finished")
+    run = subprocess.Popen(
+        sandbox.pyinfra_argv("--parallel", "3", str(DEPLOYS / "wait_for_release.py")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=sandbox.env,
+    )
+    try:
+        # All three are inside the first operation at once: pyinfra really runs them in parallel.
+        assert wait_for(
+            lambda: all(sandbox.ssh(n, "test -e /var/tmp/started").returncode == 0 for n in names),
+            timeout=60,
+            interval=0.5,
+        )
+        sandbox.sandbox.stop_host(victim)
+        for name in survivors:
+            sandbox.ssh(name, "touch /var/tmp/release")
+        output, _ = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        sandbox.sandbox.start_host(victim)
+    assert run.returncode == 1, output
+    assert f"[{victim}] Error" in output
+    for name in survivors:
+        assert sandbox.ssh(name, "test -e /var/tmp/finished").returncode == 0, output
+    assert re.search(r"Finish\s+3\s+2\s+1\b", output), output
+
+
+def test_command_line_status_and_shell(sandbox: SandboxSession) -> None:
+    cli = str(BIN / "pyinfra-iluvatar")
+    status = subprocess.run([cli, "sandbox", "status"], capture_output=True, text=True, env=sandbox.env, check=True)
+    for host in sandbox.hosts:
+        assert re.search(rf"^{host.name}\s+workers\s+{re.escape(host.address)}\s+running$", status.stdout, re.M)
+    shell = subprocess.run(
+        [cli, "sandbox", "shell", sandbox.hosts[2].name, "hostname"],
+        capture_output=True,
+        text=True,
+        env=sandbox.env,
+        check=True,
+    )
+    assert shell.stdout.strip() == sandbox.hosts[2].name
+
+
+def current(state_dir: Path) -> state.SandboxState:
+    """The sandbox's state, which must be there."""
+    loaded = state.load(state_dir)
+    assert loaded is not None
+    return loaded
+
+
+def leftovers(box: Sandbox, machines: list[str]) -> list[str]:
+    """Whatever of ``box`` is still on this machine."""
+    found = []
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    found += [f"link {m}" for m in machines if f"-{m}@" in links or f"-{m}:" in links]
+    mounts = Path("/proc/self/mountinfo").read_text()
+    found += ["mount"] if str(box.state_dir) in mounts else []
+    processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    found += [line for line in processes.splitlines() if str(box.state_dir) in line]
+    found += ["state directory"] if box.state_dir.exists() else []
+    found += [f"cgroup {m}" for m in machines if list(Path("/sys/fs/cgroup").glob(f"*/pyinfra-iluvatar-sandbox/{m}"))]
+    return found
+
+
+def test_up_recovers_from_a_killed_run_and_down_leaves_nothing() -> None:
+    with free_test_network() as (index, state_dir):
+        box = Sandbox(state_dir, net=index)
+        cli = [str(BIN / "pyinfra-iluvatar"), "sandbox", "up", "--hosts", "2", "--net", str(index)]
+        up = subprocess.Popen([*cli, "--state-dir", str(state_dir)])
+        try:
+            # Kill `sandbox up` as soon as a host is booting: it leaves a proxy, a bridge, mounts and nspawns.
+            assert wait_for(lambda: any(state_dir.glob("hosts/*/console.log")), timeout=120, interval=0.05)
+            up.send_signal(signal.SIGKILL)
+            up.wait()
+            hosts = box.up(hosts=2)
+            assert [h.state for h in hosts] == ["running", "running"]
+            # A crash of another kind: one nspawn killed, its container left running without it.
+            first = current(state_dir).hosts[0].process
+            assert first is not None
+            first.signal(signal.SIGKILL)
+            hosts = box.up(hosts=2)
+            assert [h.state for h in hosts] == ["running", "running"]
+            machines = [record.machine for record in current(state_dir).hosts]
+        finally:
+            box.down()
+        assert leftovers(box, machines) == []
+        box.down()
+        assert leftovers(box, machines) == []
