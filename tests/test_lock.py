@@ -58,6 +58,28 @@ def test_latest_is_the_highest_stable_release_with_every_asset(upstream: FakeUps
     assert upstream.counts["/repos/containerd/containerd/releases/latest"] == 0, "GitHub's latest is by date"
 
 
+def test_githubs_own_latest_is_by_date_and_not_used(upstream: FakeUpstream, tmp_path: Path) -> None:
+    api = f"{upstream.api_url}/repos/containerd/containerd/releases/latest"
+    assert requests.get(api, timeout=10).json()["tag_name"] == "v1.7.25"  # the trap the setup page falls into
+    assert run_lock(upstream, tmp_path / "lock.json").exit_code == 0
+    assert versions(tmp_path / "lock.json")["containerd"] == "2.0.2"
+    assert upstream.counts["/repos/containerd/containerd/releases/latest"] == 1  # only the request above
+
+
+def test_github_enterprise_api_base_with_a_path(tmp_path: Path) -> None:
+    fake = standard_upstream()
+    fake.api_prefix = "/api/v3"
+    fake.max_per_page = 2
+    with fake:
+        result = run_lock(fake, tmp_path / "lock.json", token=TOKEN)
+    assert result.exit_code == 0, result.output
+    assert f"Resolving with {fake.base_url}/api/v3 (GITHUB_TOKEN set)" in result.output
+    assert versions(tmp_path / "lock.json")["containerd"] == "2.0.2"
+    api_requests = fake.requests_to("/api/v3/repos/")
+    assert len(api_requests) == 4 + 2 + 1  # containerd's 7 releases in pages of 2, 3 CNI plugins, 2 CNI
+    assert all(request.headers.get("authorization") == f"Bearer {TOKEN}" for request in api_requests)
+
+
 def test_pin_asks_for_the_tag_only(upstream: FakeUpstream, tmp_path: Path) -> None:
     lock_file = tmp_path / "iluvatar.lock.json"
     result = run_lock(upstream, lock_file, "--containerd=1.7.24", "--cni-plugins=v1.5.1", "--go=1.22.10")
@@ -135,13 +157,16 @@ def test_go_needs_an_archive_for_every_arch(tmp_path: Path) -> None:
         assert fake.requests_to("/dl/")[0].query == {"mode": "json", "include": "all"}
 
 
-def test_rate_limit_names_the_reset_time(upstream: FakeUpstream, tmp_path: Path) -> None:
+@pytest.mark.parametrize("status", [403, 429])
+def test_rate_limit_names_the_reset_time(upstream: FakeUpstream, tmp_path: Path, status: int) -> None:
     upstream.rate_limited = True
+    upstream.rate_limit_status = status
     upstream.rate_limit_reset = int(datetime(2031, 5, 4, 3, 2, 1, tzinfo=timezone.utc).timestamp())
     result = run_lock(upstream, tmp_path / "lock.json")
     assert result.exit_code == 1
     assert "rate limit exhausted" in result.output
     assert "resets at 2031-05-04 03:02:01 UTC" in result.output
+    assert f"HTTP {status}" in result.output
     assert "set GITHUB_TOKEN" in result.output
 
 

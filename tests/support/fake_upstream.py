@@ -11,8 +11,9 @@ One threaded server answers, at ``http://HOST:PORT``:
   download/{tag}/{file}`` and ``/go.dev/dl/{file}``.
 
 Releases are described with :class:`FakeRelease` and :class:`FakeFile` (bytes in memory or a file on disk, whose
-API ``digest`` is right, wrong or absent) and :class:`FakeGoRelease`. Switches: ``rate_limited`` (API answers 403
-with ``X-RateLimit-Remaining: 0`` and ``X-RateLimit-Reset``), ``missing`` (paths answered 404). Every request is
+API ``digest`` is right, wrong or absent) and :class:`FakeGoRelease`. Switches: ``rate_limited`` (API answers
+``rate_limit_status``, 403 or 429, with ``X-RateLimit-Remaining: 0`` and ``X-RateLimit-Reset``), ``missing``
+(paths answered 404), ``api_prefix`` (the API under ``/api/v3`` as on GitHub Enterprise). Every request is
 counted per path (:attr:`FakeUpstream.counts`) and logged with its headers (:attr:`FakeUpstream.log`)::
 
     with FakeUpstream({"containerd/containerd": [FakeRelease("v1.7.24", files)]}) as upstream:
@@ -151,7 +152,9 @@ class FakeUpstream:
     host: str = "127.0.0.1"
     port: int = 0
     max_per_page: int = 100
+    api_prefix: str = ""
     rate_limited: bool = False
+    rate_limit_status: int = 403
     rate_limit_reset: int = 1_900_000_000
     missing: set[str] = field(default_factory=set)
     counts: Counter[str] = field(default_factory=Counter, init=False)
@@ -161,19 +164,19 @@ class FakeUpstream:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._base_url: str | None = None
 
     @property
     def base_url(self) -> str:
-        """``http://HOST:PORT`` of the running server."""
-        if self._server is None:
-            raise RuntimeError("the fake upstream is not running; use it as a context manager")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        """``http://HOST:PORT`` of the server (still answered after it stopped, for assertions)."""
+        if self._base_url is None:
+            raise RuntimeError("the fake upstream was never started; use it as a context manager")
+        return self._base_url
 
     @property
     def api_url(self) -> str:
-        """The GitHub API base URL (``--github-api``)."""
-        return self.base_url
+        """The GitHub API base URL (``--github-api``): ``api_prefix`` is GitHub Enterprise's ``/api/v3``."""
+        return self.base_url + self.api_prefix
 
     @property
     def go_dl_url(self) -> str:
@@ -192,6 +195,8 @@ class FakeUpstream:
 
     def __enter__(self) -> FakeUpstream:
         self._server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
+        host, port = self._server.server_address[:2]
+        self._base_url = f"http://{host!s}:{port}"
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="fake-upstream", daemon=True
@@ -297,12 +302,6 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: tests read :attr:`FakeUpstream.log` instead."""
 
     def do_GET(self) -> None:
-        self.answer(send_body=True)
-
-    def do_HEAD(self) -> None:
-        self.answer(send_body=False)
-
-    def answer(self, send_body: bool) -> None:
         split = urlsplit(self.path)
         path = unquote(split.path)
         query = {key: values[-1] for key, values in parse_qs(split.query).items()}
@@ -315,8 +314,6 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in {**headers, "Content-Length": str(length)}.items():
             self.send_header(name, value)
         self.end_headers()
-        if not send_body:
-            return
         if isinstance(body, Path):
             with body.open("rb") as stream:
                 shutil.copyfileobj(stream, self.wfile, 1 << 20)
@@ -327,8 +324,10 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.fake
         if path in fake.missing:
             return _json(404, {"message": "Not Found"})
+        if fake.api_prefix and path.startswith(fake.api_prefix + "/"):
+            return self.api(path.removeprefix(fake.api_prefix).strip("/").split("/")[1:], query)
         parts = path.strip("/").split("/")
-        if parts[0] == "repos":
+        if parts[0] == "repos" and not fake.api_prefix:
             return self.api(parts[1:], query)
         if parts[0] == "dl" and len(parts) == 1:
             return (
@@ -349,7 +348,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fake.rate_limited:
             headers = {"X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "0", "X-RateLimit-Used": "60"}
             headers["X-RateLimit-Reset"] = str(fake.rate_limit_reset)
-            status, base, body = _json(403, {"message": "API rate limit exceeded for 127.0.0.1."})
+            status, base, body = _json(fake.rate_limit_status, {"message": "API rate limit exceeded for 127.0.0.1."})
             return status, {**base, **headers}, body
         if len(parts) < 3 or parts[2] != "releases" or f"{parts[0]}/{parts[1]}" not in fake.repos:
             return _json(404, {"message": "Not Found"})
@@ -378,7 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
         pages = max(1, -(-len(releases) // per_page))
         chunk = releases[(page - 1) * per_page : page * per_page]
         status, headers, body = _json(200, [self.fake.release_json(full_name, *item) for item in chunk])
-        url = f"{self.fake.base_url}/repos/{full_name}/releases?per_page={per_page}"
+        url = f"{self.fake.api_url}/repos/{full_name}/releases?per_page={per_page}"
         links = [f'<{url}&page={page + 1}>; rel="next"'] if page < pages else []
         links.append(f'<{url}&page={pages}>; rel="last"')
         return status, {**headers, "Link": ", ".join(links)}, body
