@@ -110,4 +110,6 @@ def _write(new: Lock, lock_file: Path) -> None:
         lockfile.dump(new, lock_file)
     except OSError as error:
         raise click.ClickException(f"cannot write {lock_file}: {error.strerror}") from None
+    except LockError as error:
+        raise click.ClickException(f"upstream's answers make an invalid lock, not written: {error}") from None
     click.echo(f"Wrote {lock_file}")

@@ -129,8 +129,10 @@ def to_json(lock: Lock) -> str:
 
 
 def dump(lock: Lock, path: Path) -> None:
-    """Write ``lock`` to ``path`` atomically (a reader never sees half a file)."""
+    """Write ``lock`` to ``path`` atomically (a reader never sees half a file), never a lock that :func:`load`
+    would refuse (upstream's answers are validated like a hand-edited file)."""
     text = to_json(lock)
+    from_json(text, str(path))
     directory = path.parent
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=directory, prefix=f".{path.name}.", delete=False) as f:
         f.write(text)

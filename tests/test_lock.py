@@ -18,8 +18,8 @@ from click.testing import CliRunner, Result
 from pyinfra_iluvatar.cli import main
 from pyinfra_iluvatar.releases import lockfile
 from pyinfra_iluvatar.releases.github import GithubClient
-from pyinfra_iluvatar.tests.support.fake_upstream import FakeFile, FakeRelease, FakeUpstream
-from pyinfra_iluvatar.tests.support.upstream_fixtures import containerd, go, standard_upstream
+from pyinfra_iluvatar.tests.support.fake_upstream import FakeFile, FakeGoFile, FakeGoRelease, FakeRelease, FakeUpstream
+from pyinfra_iluvatar.tests.support.upstream_fixtures import ARCHES, containerd, go, standard_upstream
 
 TOKEN = "ghp_" + "Zq7" * 12  # looks like a real token; must never be printed or written
 
@@ -351,3 +351,13 @@ def test_cni_plugins_checksums_come_from_the_sha256_file(upstream: FakeUpstream,
     assert lockfile.load(lock_file).component("cni-plugins").artifact("amd64").sha256 == (
         hashlib.sha256(b"plugins 1.6.0 amd64").hexdigest()
     )
+
+
+def test_a_lock_that_would_not_load_is_never_written(tmp_path: Path) -> None:
+    fake = standard_upstream()
+    fake.go = [FakeGoRelease("go1.23.4", tuple(FakeGoFile("../go.tar.gz", "linux", arch, b"go") for arch in ARCHES))]
+    with fake:
+        result = run_lock(fake, tmp_path / "lock.json")
+    assert result.exit_code == 1
+    assert "components.go.artifacts.amd64.filename: '../go.tar.gz' is not a plain file name" in result.output
+    assert not (tmp_path / "lock.json").exists()
