@@ -38,14 +38,16 @@ def cni_tools() -> None:
         cache_dir=cache_dir,
     )
     if prebuilt:
+        # A prebuilt cnitool is the binary itself, or a .tar.gz/.tgz with it at the root.
+        archived = all(artifact.filename.endswith((".tgz", ".tar.gz")) for artifact in prebuilt.values())
         release.install(
             name=f"cnitool {cnitool_tag} (prebuilt)",
             component="cnitool",
             version=cnitool_tag,
             artifacts=prebuilt,
             destination=directory,
-            layout="binary",
-            binary_name="cnitool",
+            layout="archive" if archived else "binary",
+            binary_name=None if archived else "cnitool",
             download=download,
             cache_dir=cache_dir,
         )
