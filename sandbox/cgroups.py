@@ -3,8 +3,8 @@
 Without systemd on this machine, nspawn runs with ``--keep-unit --register=no`` and puts its container in
 ``payload/`` under the cgroup it was started in. Hosts started from one cgroup would share ``payload/`` and so
 ``payload/system.slice/…``: one host's systemd stopping a unit would kill another host's processes. So each
-host's nspawn is started in ``pyinfra-iluvatar-sandbox/MACHINE`` of the systemd-tracking hierarchies (cgroup v2,
-and v1 ``name=systemd`` where mounted). Other v1 controllers are left alone (nspawn mounts them read-only).
+host's nspawn is started in ``pyinfra-iluvatar-sandbox/MACHINE`` of the hierarchies that track processes
+(cgroup v2, and v1 ``name=systemd`` where mounted). v1 controllers are left alone: hosts do not see them.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 A host lives in ``STATE_DIR/hosts/NAME/``: ``upper/`` and ``work/`` (the overlay's writable layer), ``root/``
 (the overlay, mounted on this machine) and ``console.log``. systemd-nspawn boots it with systemd as PID 1, in its
 own network namespace on the sandbox bridge (so CAP_NET_ADMIN there: iptables, bridges, Docker), with
-``/dev/fuse`` bound in (zfs-fuse). nspawn runs in its own session and outlives the command that started it.
+``/dev/fuse`` bound in (zfs-fuse), in cgroups of its own (:mod:`.cgroups`) with a cgroup v2 hierarchy inside and
+the system calls runc needs (so runc containers start there). nspawn runs in its own session and outlives the
+command that started it.
 
 Its container's PID 1 carries ``PYINFRA_ILUVATAR_SANDBOX_HOST=<host directory>`` in its environment and nspawn
 carries ``--directory=<root>`` in its argv: :func:`kill` finds both from the directory alone, state file or not.
@@ -190,12 +192,17 @@ def boot(paths: HostPaths, machine: str, name: str, machine_id: str, bridge: str
         f"--uuid={uuid.UUID(machine_id)}",
         f"--network-bridge={bridge}",
         "--bind=/dev/fuse",
+        # runc (containerd's and Docker's runtime) makes a session keyring and a BPF device filter per container;
+        # nspawn's default seccomp filter refuses both.
+        "--system-call-filter=@keyring bpf",
         "--resolv-conf=off",
         "--console=read-only",
         f"--setenv={MARKER}={paths.directory}",
         "--setenv=SYSTEMD_COLORS=0",
     ]
-    return start_daemon(argv, paths.console)
+    # A cgroup v2 hierarchy of the host's own, even where this machine mounts v1 controllers (which nspawn gives
+    # hosts read-only, so runc could not make container cgroups); where v1 owns the controllers, none are enforced.
+    return start_daemon(argv, paths.console, env={"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"})
 
 
 def wait_for_ssh(paths: HostPaths, address: str, process: ProcessRef, timeout: float) -> None:

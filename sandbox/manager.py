@@ -154,8 +154,13 @@ class Sandbox:
             current = self._load_or_none()
             shape = [("workers", hosts), ("build", build_hosts)]
             if current is not None and self._healthy(current) and self._same(current, wanted, suite, shape):
-                self.say(f"the sandbox in {self.state_dir} is already up")
-                return self.status()
+                try:  # it may have been left booting, or half-made by a killed `up`
+                    _parallel(self._wait_booted, current.hosts)
+                except SandboxError as error:
+                    self.say(f"the sandbox in {self.state_dir} is not usable ({error}): making it again")
+                else:
+                    self.say(f"the sandbox in {self.state_dir} is already up")
+                    return self.status()
             if current is not None or self._leftovers():
                 self.say("taking down the previous sandbox" if current else "cleaning up after a crashed sandbox")
                 self._teardown()

@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,11 +137,19 @@ def find(predicate: Callable[[int], bool]) -> list[ProcessRef]:
     return found
 
 
-def start_daemon(argv: Sequence[str], log: Path) -> ProcessRef:
-    """Start ``argv`` in its own session, stdout and stderr to ``log``; it outlives this process."""
+def start_daemon(argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None) -> ProcessRef:
+    """Start ``argv`` in its own session, stdout and stderr to ``log``, with ``env`` added to the environment.
+
+    It outlives this process.
+    """
     with log.open("ab") as output:
         process = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
     ref = ProcessRef.of(process.pid)
     if ref is None:

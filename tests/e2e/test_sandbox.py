@@ -64,6 +64,28 @@ def test_hosts_reach_only_allowed_registries_and_the_gateway(sandbox: SandboxSes
     assert sandbox.sandbox.gateway in gateway.stdout
 
 
+def test_containers_bridges_and_nat_work_inside_a_host(sandbox: SandboxSession) -> None:
+    host = sandbox.hosts[0].name
+    install = sandbox.ssh(host, "apt-get update -qq && apt-get install -y -qq runc busybox-static iptables", 300)
+    assert install.returncode == 0, install.stderr
+    bundle = "/var/tmp/runc-probe"
+    command = """s/"terminal": true/"terminal": false/; s/"sh"$/"sh", "-c", "echo in-a-container"/"""
+    container = sandbox.ssh(
+        host,
+        f"rm -rf {bundle} && mkdir -p {bundle}/rootfs/bin && cp /bin/busybox {bundle}/rootfs/bin/sh && cd {bundle}"
+        f" && runc spec && sed -i '{command}' config.json && runc run sandbox-probe",
+    )
+    assert container.stdout.strip() == "in-a-container", container.stderr
+    # What the Ilúvatar worker does at start: its own bridge, NAT on the host's interface.
+    network = sandbox.ssh(
+        host,
+        "ip link add probe-br0 type bridge && ip link show probe-br0 >/dev/null && ip link del probe-br0"
+        " && iptables -t nat -A POSTROUTING -o host0 -j MASQUERADE && iptables -t nat -S POSTROUTING"
+        " && iptables -t nat -D POSTROUTING -o host0 -j MASQUERADE",
+    )
+    assert "-A POSTROUTING -o host0 -j MASQUERADE" in network.stdout, network.stderr
+
+
 def test_a_host_stopped_mid_run_fails_and_the_others_complete(sandbox: SandboxSession) -> None:
     names = [host.name for host in sandbox.hosts]
     victim, survivors = names[1], [names[0], names[2]]
