@@ -30,9 +30,11 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The main job, for now: the worker deploy against this machine, as a dry run.
+# The main job: one sandbox host (reused when it is up; needs root), then the worker deploy on it for real
+# over SSH, ending with pyinfra's change summary. `$(BIN)/pyinfra-iluvatar sandbox down` removes the host.
 demo: $(STAMP)
-	$(BIN)/pyinfra --dry @local deploys/worker.py
+	$(BIN)/pyinfra-iluvatar sandbox up --hosts 1
+	$(BIN)/pyinfra -y inventories/sandbox.py deploys/worker.py
 
 clean:
 	rm -rf $(VENV) .build .mypy_cache .ruff_cache .pytest_cache *.egg-info
