@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pyinfra_iluvatar.sandbox.errors import SandboxError
 from pyinfra_iluvatar.sandbox.locks import locked
-from pyinfra_iluvatar.sandbox.processes import run
+from pyinfra_iluvatar.sandbox.processes import command_line, find, run
 from pyinfra_iluvatar.sandbox.settings import SECURITY_MIRROR
 
 # What a bare server has and pyinfra needs over SSH; deploys install the rest (python3 is not needed).
@@ -95,6 +95,9 @@ def ensure(cache_dir: Path, spec: ImageSpec, say: Callable[[str], None]) -> Path
         path = cache_dir / spec.name
         partial = cache_dir / f".{spec.name}.partial"
         log = cache_dir / f"{spec.name}.log"
+        # A debootstrap left running by a killed `sandbox up` would go on writing into this build.
+        for builder in find(lambda pid: any(str(partial) in arg for arg in command_line(pid))):
+            builder.stop()
         for leftover in (partial, path):
             if leftover.exists():
                 shutil.rmtree(leftover)

@@ -91,7 +91,9 @@ class Sandbox:
     def _require_state(self) -> state.SandboxState:
         current = state.load(self.state_dir)
         if current is None:
-            raise SandboxError(f"no sandbox is up (state directory {self.state_dir}): run `sandbox up` first")
+            raise SandboxError(
+                f"no sandbox is up (state directory {self.state_dir}): run `pyinfra-iluvatar sandbox up` first"
+            )
         return current
 
     def _paths(self, name: str) -> host.HostPaths:
@@ -150,6 +152,7 @@ class Sandbox:
             raise SandboxError(f"a sandbox holds at most {wanted.max_hosts} hosts")
         spec = image.ImageSpec(suite, image.host_arch(), self.mirror)
         prerequisites.check(building=image.cached(self.cache_dir, spec) is None, say=self.say)
+        base = image.ensure(self.cache_dir, spec, self.say)  # before the state lock: other sandboxes need not wait
         with locked(self.state_dir.parent):
             current = self._load_or_none()
             shape = [("workers", hosts), ("build", build_hosts)]
@@ -165,7 +168,6 @@ class Sandbox:
                 self.say("taking down the previous sandbox" if current else "cleaning up after a crashed sandbox")
                 self._teardown()
             network.check_free(wanted, str(self.state_dir))
-            base = image.ensure(self.cache_dir, spec, self.say)
             try:
                 self._create(wanted, suite, base, shape)
             except BaseException:

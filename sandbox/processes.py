@@ -68,16 +68,6 @@ class ProcessRef:
         fields = _stat_fields(self.pid)
         return fields is not None and int(fields[19]) == self.start_time and fields[0] != "Z"
 
-    def children(self) -> list[int]:
-        """Pids of this process's direct children."""
-        if not self.alive():
-            return []
-        try:
-            text = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
-        except FileNotFoundError:
-            return []
-        return [int(pid) for pid in text.split()]
-
     def signal(self, signum: signal.Signals) -> None:
         """Send ``signum`` if this process still runs."""
         if self.alive():

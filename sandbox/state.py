@@ -105,8 +105,3 @@ def save(state_dir: Path, state: SandboxState) -> None:
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps({"format": FORMAT, **asdict(state)}, indent=2) + "\n")
     os.replace(temporary, path)
-
-
-def remove(state_dir: Path) -> None:
-    """Delete the state file, if there is one."""
-    (state_dir / STATE_FILE).unlink(missing_ok=True)

@@ -35,13 +35,6 @@ def test_no_state_is_none(tmp_path: Path) -> None:
     assert state.load(tmp_path) is None
 
 
-def test_remove_then_load(tmp_path: Path) -> None:
-    state.save(tmp_path, example())
-    state.remove(tmp_path)
-    state.remove(tmp_path)
-    assert state.load(tmp_path) is None
-
-
 @pytest.mark.parametrize(
     ("content", "message"),
     [
