@@ -295,7 +295,7 @@ class Sandbox:
 
         public_keys = _parallel(create, records)
         state.save(self.state_dir, current)
-        ssh.write_known_hosts(self.state_dir, zip([r.address for r in records], public_keys, strict=False))
+        ssh.write_known_hosts(self.state_dir, zip([r.address for r in records], public_keys, strict=True))
         self.say(f"booting {len(records)} host(s) on {net.bridge} ({net.subnet})")
         _parallel(self._wait_booted, records)
 
@@ -323,7 +323,7 @@ class Sandbox:
             self.say(f"{record.name}: degraded, failed units: {'; '.join(lines[1:])}")
 
     def _teardown(self) -> None:
-        """Stop and remove everything this sandbox made, found from the state file and from the state directory."""
+        """Stop and remove everything this sandbox made: all of it is in, or named after, the state directory."""
         hosts_dir = self.state_dir / "hosts"
         _parallel(host.kill, [host.HostPaths(d) for d in sorted(hosts_dir.iterdir())] if hosts_dir.is_dir() else [])
         for process in self._proxy_processes():
