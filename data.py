@@ -154,6 +154,8 @@ MIRROR: DataKey[str | None] = DataKey(
     "an http(s) base URL without credentials, or empty",
     "Fetch release artifacts from `<mirror>/github.com/…` and `<mirror>/go.dev/dl/…` instead of upstream.",
 )
+
+
 def _download_mode(value: Any) -> Literal["host", "controller"]:
     if value == "host" or value == "controller":
         return value  # type: ignore[no-any-return]
