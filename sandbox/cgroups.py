@@ -42,6 +42,18 @@ def create(machine: str) -> list[Path]:
     return files
 
 
+def machines(prefix: str) -> list[str]:
+    """Machine names with cgroups here that start with ``prefix``."""
+    names = {
+        group.name
+        for hierarchy in hierarchies()
+        if (hierarchy / TOP).is_dir()
+        for group in (hierarchy / TOP).iterdir()
+        if group.is_dir() and group.name.startswith(prefix)
+    }
+    return sorted(names)
+
+
 def _groups(machine: str) -> list[Path]:
     """The host's cgroup directories, deepest first."""
     groups: list[Path] = []

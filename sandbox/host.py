@@ -236,12 +236,6 @@ def _containers(paths: HostPaths) -> list[ProcessRef]:
     return find(lambda pid: marker in environment(pid))
 
 
-def running(paths: HostPaths) -> bool:
-    """Whether any process of this host runs (nspawn, its container, anything in its cgroups)."""
-    machine = paths.machine()
-    return bool(_nspawn_processes(paths) or _containers(paths) or (machine and cgroups.processes(machine)))
-
-
 def kill(paths: HostPaths, timeout: float = 15) -> None:
     """Stop the host at once, as a power cut would: SIGKILL its PID 1, then let nspawn exit and clean up.
 
@@ -255,15 +249,21 @@ def kill(paths: HostPaths, timeout: float = 15) -> None:
     if not all(process.wait_gone(timeout) for process in nspawns):
         for process in nspawns:
             process.signal(signal.SIGKILL)
-    if machine:
-        cgroups.kill(machine)
-    if not wait_for(lambda: not running(paths), timeout=timeout):
+    if not wait_for(lambda: not (_nspawn_processes(paths) or _containers(paths)), timeout=timeout):
         raise SandboxError(f"{paths.directory.name}: its processes did not exit within {timeout:.0f} s")
     if machine:
-        cgroups.remove(machine)
-        leftover = NSPAWN_RUNTIME / machine  # nspawn removes this itself, unless it was killed
-        if leftover.is_dir() and not mounts_under(leftover):
-            shutil.rmtree(leftover)
+        kill_cgroup(machine, timeout)
+
+
+def kill_cgroup(machine: str, timeout: float = 15) -> None:
+    """Kill whatever is left in the cgroups of host ``machine``, remove them and nspawn's runtime directory."""
+    cgroups.kill(machine)
+    if not wait_for(lambda: not cgroups.processes(machine), timeout=timeout):
+        raise SandboxError(f"{machine}: processes in its cgroups did not exit within {timeout:.0f} s")
+    cgroups.remove(machine)
+    leftover = NSPAWN_RUNTIME / machine  # nspawn removes this itself, unless it was killed
+    if leftover.is_dir() and not mounts_under(leftover):
+        shutil.rmtree(leftover)
 
 
 def _unescape(field: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pyinfra_iluvatar.sandbox import host, image, network, prerequisites, proxy, settings, ssh, state
+from pyinfra_iluvatar.sandbox import cgroups, host, image, network, prerequisites, proxy, settings, ssh, state
 from pyinfra_iluvatar.sandbox.errors import SandboxError
 from pyinfra_iluvatar.sandbox.locks import locked
 from pyinfra_iluvatar.sandbox.processes import ProcessRef, find
@@ -330,6 +330,9 @@ class Sandbox:
             process.stop()
         host.unmount_all(self.state_dir)
         for bridge in network.bridges_of(str(self.state_dir)):
+            # Cgroups of this network's hosts whose directories are gone (a state directory deleted by hand).
+            for machine in cgroups.machines(network.SandboxNetwork.of_bridge(bridge).machine_prefix):
+                host.kill_cgroup(machine)
             network.delete_link(bridge)
         if self.state_dir.exists():
             shutil.rmtree(self.state_dir)

@@ -62,9 +62,19 @@ class SandboxNetwork:
             raise SandboxError(f"a sandbox holds at most {self.max_hosts} hosts")
         return str(self.subnet.network_address + FIRST_HOST + position)
 
+    @classmethod
+    def of_bridge(cls, bridge: str) -> SandboxNetwork:
+        """The network whose bridge is ``bridge``."""
+        return cls(int(bridge.removeprefix("ilusbx")))
+
+    @property
+    def machine_prefix(self) -> str:
+        """What the machine names of this network's hosts start with."""
+        return f"ilu{self.index}-"
+
     def machine_name(self, position: int) -> str:
         """The systemd-nspawn machine name of the host at ``position``; its veth here is ``vb-`` + this name."""
-        return f"ilu{self.index}-{position + 1}"
+        return f"{self.machine_prefix}{position + 1}"
 
 
 def _alias(link: str) -> str:
