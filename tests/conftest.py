@@ -13,10 +13,7 @@ import pytest
 
 from pyinfra_iluvatar.sandbox import Sandbox
 from pyinfra_iluvatar.sandbox.settings import STATE_DIR_ENV
-
-# SandboxSession is also importable from here; it lives in tests/support/sandbox.py.
-from pyinfra_iluvatar.tests.support.sandbox import SandboxSession as SandboxSession
-from pyinfra_iluvatar.tests.support.sandbox import free_test_network
+from pyinfra_iluvatar.tests.support.sandbox import SandboxSession, free_test_network
 
 SANDBOX_HOSTS = 3
 

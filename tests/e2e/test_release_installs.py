@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from pyinfra_iluvatar.tests.conftest import SandboxSession
 from pyinfra_iluvatar.tests.support.debian_artifacts import DebianArtifacts, build_debian_artifacts
 from pyinfra_iluvatar.tests.support.fake_upstream import FakeFile, FakeRelease, FakeUpstream
+from pyinfra_iluvatar.tests.support.sandbox import SandboxSession
 
 pytestmark = pytest.mark.sandbox
 
