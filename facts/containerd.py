@@ -9,7 +9,6 @@ deploy tells these apart.
 
 from __future__ import annotations
 
-import re
 import shlex
 from typing import TypedDict
 
@@ -17,6 +16,7 @@ from pyinfra.api.exceptions import FactProcessError
 from pyinfra.api.facts import FactBase
 from typing_extensions import override
 
+from pyinfra_iluvatar.facts._inband import separated, split_separated
 from pyinfra_iluvatar.facts._versions import upstream_version
 
 
@@ -102,8 +102,6 @@ class ContainerdPluginsInfo(TypedDict):
     """Plugins keyed ``"<type>.<id>"`` (``io.containerd.snapshotter.v1.zfs``); empty when not answering."""
 
 
-_EXIT = re.compile(r"exit=(\d+)")
-_STDERR_PREFIX = "stderr: "
 _HEADER = ["TYPE", "ID", "PLATFORMS", "STATUS"]
 _STATUSES = ("ok", "skip", "error")
 
@@ -144,27 +142,15 @@ class ContainerdPlugins(FactBase[ContainerdPluginsInfo | None]):
 
     @override
     def command(self) -> str:
-        # stdout goes straight out through fd 3 while stderr is kept in $err, so the table stays clean
-        # and the message of a failed dial still reaches `process`, after the exit status.
-        return (
-            "{ err=$(ctr --connect-timeout 3s --timeout 10s plugins ls 2>&1 >&3 3>&-); rc=$?; } 3>&1;"
-            ' echo "exit=$rc";'
-            f" [ -z \"$err\" ] || printf '%s\\n' \"$err\" | sed 's/^/{_STDERR_PREFIX}/'"
-        )
+        return separated("ctr --connect-timeout 3s --timeout 10s plugins ls")
 
     @override
     def process(self, output: list[str]) -> ContainerdPluginsInfo | None:
-        exits = [index for index, line in enumerate(output) if _EXIT.fullmatch(line)]
-        if not exits:
-            raise FactProcessError(f"no exit status in `ctr plugins ls` output: {output!r}")
-        table, status_line, errors = output[: exits[-1]], output[exits[-1]], output[exits[-1] + 1 :]
-        if any(not line.startswith(_STDERR_PREFIX) for line in errors):
-            raise FactProcessError(f"unexpected lines after the exit status of `ctr plugins ls`: {errors!r}")
-        message = "\n".join(line[len(_STDERR_PREFIX) :] for line in errors) or None
-        if status_line != "exit=0":
-            fallback = f"ctr plugins ls exited with status {status_line.removeprefix('exit=')}"
-            return {"answering": False, "error": message or fallback, "plugins": {}}
-        return {"answering": True, "error": None, "plugins": _parse_plugin_table(table)}
+        result = split_separated(output, "ctr plugins ls")
+        if result.status != 0:
+            fallback = f"ctr plugins ls exited with status {result.status}"
+            return {"answering": False, "error": result.stderr or fallback, "plugins": {}}
+        return {"answering": True, "error": None, "plugins": _parse_plugin_table(result.stdout)}
 
 
 def _parse_plugin_table(lines: list[str]) -> dict[str, ContainerdPlugin]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, TypedDict
 
 from pyinfra.api.exceptions import FactProcessError
 from pyinfra.api.facts import FactBase
 from typing_extensions import override
 
-_EXIT_LINE = re.compile(r"exit=(\d+)")
+from pyinfra_iluvatar.facts._inband import merged, split_merged
 
 
 class DockerDaemonInfo(TypedDict):
@@ -78,17 +77,13 @@ class DockerDaemon(FactBase[DockerDaemonInfo]):
 
     @override
     def command(self) -> str:
-        return "docker info --format '{{json .}}' 2>&1; echo \"exit=$?\""
+        return merged("docker info --format '{{json .}}'")
 
     @override
     def process(self, output: list[str]) -> DockerDaemonInfo:
-        lines = [line.strip() for line in output if line.strip()]
-        exit_line = _EXIT_LINE.fullmatch(lines[-1]) if lines else None
-        if exit_line is None:
-            raise FactProcessError(f"docker info output lacks its exit status: {output!r}")
-        exit_code = int(exit_line[1])
-        json_lines = [line for line in lines[:-1] if line.startswith("{")]
-        messages = [line for line in lines[:-1] if not line.startswith("{")]
+        body, exit_code = split_merged([line.strip() for line in output if line.strip()], "docker info")
+        json_lines = [line for line in body if line.startswith("{")]
+        messages = [line for line in body if not line.startswith("{")]
         info: dict[str, Any] = {}
         for json_line in json_lines:
             try:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal, TypedDict
 
 from pyinfra.api.exceptions import FactProcessError
 from pyinfra.api.facts import FactBase, ShortFactBase
 from typing_extensions import override
+
+from pyinfra_iluvatar.facts._inband import merged, split_merged
 
 #: The ``--query-gpu`` fields, in the order ``NvidiaGpus`` reads them.
 QUERY_FIELDS = (
@@ -31,7 +32,6 @@ EXIT_NOT_FOUND = 6
 EXIT_DRIVER_NOT_LOADED = 9
 EXIT_LIBRARY_NOT_FOUND = 12
 
-_EXIT_LINE = re.compile(r"exit=(\d+)")
 _NO_DEVICES = "No devices were found"
 
 NvidiaStatus = Literal["ok", "not_installed", "no_driver", "nvml_missing", "no_gpu", "error"]
@@ -168,16 +168,11 @@ class NvidiaGpus(FactBase[NvidiaGpusInfo]):
 
     @override
     def command(self) -> str:
-        return f'nvidia-smi --query-gpu={",".join(QUERY_FIELDS)} --format=csv,noheader,nounits 2>&1; echo "exit=$?"'
+        return merged(f"nvidia-smi --query-gpu={','.join(QUERY_FIELDS)} --format=csv,noheader,nounits")
 
     @override
     def process(self, output: list[str]) -> NvidiaGpusInfo:
-        lines = [line.rstrip() for line in output if line.strip()]
-        exit_line = _EXIT_LINE.fullmatch(lines[-1]) if lines else None
-        if exit_line is None:
-            raise FactProcessError(f"nvidia-smi output lacks its exit status: {output!r}")
-        exit_code = int(exit_line[1])
-        body = lines[:-1]
+        body, exit_code = split_merged([line.rstrip() for line in output if line.strip()], "nvidia-smi")
         if exit_code == 0:
             return {"status": "ok", "exit_code": 0, "message": None, "gpus": [_gpu(line) for line in body]}
         message = "\n".join(line.strip() for line in body) or None

@@ -22,8 +22,7 @@ from pyinfra.api.exceptions import FactProcessError
 from pyinfra.api.facts import FactBase
 from typing_extensions import override
 
-_EXIT = re.compile(r"exit=(\d+)")
-_STDERR_PREFIX = "stderr: "
+from pyinfra_iluvatar.facts._inband import Captured, separated, split_separated
 
 # What libzfs prints when there is no ZFS to talk to: OpenZFS's libzfs_error_init() messages for a missing
 # module or /dev/zfs, and zfs-fuse's when its daemon's socket is missing. Anything else (not root, a libzfs
@@ -192,36 +191,7 @@ class ZfsImplementationInfo(TypedDict):
     """Path of the ``zpool`` command (OpenZFS's ``zfsutils-linux`` or zfs-fuse's), ``None`` when absent."""
 
 
-class _Captured(NamedTuple):
-    stdout: list[str]
-    status: int
-    stderr: str
-
-
-def _in_band(command: str) -> str:
-    """``command`` with its stdout as is, then ``exit=<status>``, then its stderr lines prefixed."""
-    # stdout goes straight out through fd 3 while stderr is kept in $err, so stdout stays clean and in
-    # order, and the error message still reaches `process`, after the exit status.
-    return (
-        f"{{ err=$({command} 2>&1 >&3 3>&-); rc=$?; }} 3>&1;"
-        ' echo "exit=$rc";'
-        f" [ -z \"$err\" ] || printf '%s\\n' \"$err\" | sed 's/^/{_STDERR_PREFIX}/'"
-    )
-
-
-def _split(output: list[str], what: str) -> _Captured:
-    exits = [index for index, line in enumerate(output) if _EXIT.fullmatch(line)]
-    if not exits:
-        raise FactProcessError(f"no exit status in `{what}` output: {output!r}")
-    last = exits[-1]
-    errors = output[last + 1 :]
-    if any(not line.startswith(_STDERR_PREFIX) for line in errors):
-        raise FactProcessError(f"unexpected lines after the exit status of `{what}`: {errors!r}")
-    status = int(output[last].removeprefix("exit="))
-    return _Captured(output[:last], status, "\n".join(line[len(_STDERR_PREFIX) :] for line in errors))
-
-
-def _require_not_answering(result: _Captured, what: str) -> None:
+def _require_not_answering(result: Captured, what: str) -> None:
     """Raise unless ``what`` failed because ZFS is not there to answer (the fact then returns ``None``)."""
     if any(message in result.stderr for message in _NOT_ANSWERING):
         return
@@ -509,11 +479,11 @@ class ZpoolStatus(FactBase["dict[str, PoolStatus] | None"]):
 
     @override
     def command(self, pool: str | None = None) -> str:
-        return _in_band("zpool status" + (f" {shlex.quote(pool)}" if pool else ""))
+        return separated("zpool status" + (f" {shlex.quote(pool)}" if pool else ""))
 
     @override
     def process(self, output: list[str]) -> dict[str, PoolStatus] | None:
-        result = _split(output, "zpool status")
+        result = split_separated(output, "zpool status")
         if result.status != 0:
             if _NO_SUCH_POOL.search(result.stderr):
                 return {}
@@ -557,11 +527,11 @@ class ZpoolList(FactBase["dict[str, PoolListEntry] | None"]):
     @override
     def command(self, pool: str | None = None) -> str:
         target = f" {shlex.quote(pool)}" if pool else ""
-        return _in_band(f"zpool list -H -o {','.join(LIST_PROPERTIES)}{target}")
+        return separated(f"zpool list -H -o {','.join(LIST_PROPERTIES)}{target}")
 
     @override
     def process(self, output: list[str]) -> dict[str, PoolListEntry] | None:
-        result = _split(output, "zpool list")
+        result = split_separated(output, "zpool list")
         if result.status != 0:
             if _NO_SUCH_POOL.search(result.stderr):
                 return {}
@@ -622,11 +592,11 @@ class ZfsDatasetProperties(FactBase["dict[str, dict[str, DatasetProperty]] | Non
     @override
     def command(self, dataset: str | None = None) -> str:
         target = f" {shlex.quote(dataset)}" if dataset else ""
-        return _in_band(f"zfs get -H -o name,property,value,source {','.join(DATASET_PROPERTIES)}{target}")
+        return separated(f"zfs get -H -o name,property,value,source {','.join(DATASET_PROPERTIES)}{target}")
 
     @override
     def process(self, output: list[str]) -> dict[str, dict[str, DatasetProperty]] | None:
-        result = _split(output, "zfs get")
+        result = split_separated(output, "zfs get")
         if result.status != 0:
             if _NO_SUCH_DATASET.search(result.stderr):
                 return {}
@@ -680,13 +650,13 @@ class ZpoolImportable(FactBase["list[ImportablePool] | None"]):
     @override
     def command(self, directory: str) -> str:
         quoted = shlex.quote(directory)
-        return f"if [ -d {quoted} ]; then {_in_band(f'zpool import -d {quoted}')}; else echo {_NO_DIRECTORY}; fi"
+        return f"if [ -d {quoted} ]; then {separated(f'zpool import -d {quoted}')}; else echo {_NO_DIRECTORY}; fi"
 
     @override
     def process(self, output: list[str]) -> list[ImportablePool] | None:
         if output == [_NO_DIRECTORY]:
             return []
-        result = _split(output, "zpool import")
+        result = split_separated(output, "zpool import")
         nothing = not any(line.strip() for line in result.stdout)
         if result.status == 1 and nothing and result.stderr in ("", _NO_POOLS_TO_IMPORT):
             return []
