@@ -23,6 +23,8 @@ from pyinfra_iluvatar.sandbox.processes import ProcessRef, find
 
 GROUPS = ("workers", "build")
 BOOT_TIMEOUT = 90.0
+# Written first into every state directory `up` makes: `down` deletes no other non-empty directory.
+MARKER = ".pyinfra-iluvatar-sandbox"
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -243,6 +245,7 @@ class Sandbox:
     def _create(self, net: network.SandboxNetwork, suite: str, base: Path, shape: list[tuple[str, int]]) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)
+        (self.state_dir / MARKER).write_text("a pyinfra-iluvatar sandbox: `pyinfra-iluvatar sandbox down` removes it\n")
         key = ssh.client_key(self.state_dir)
         records: list[state.HostRecord] = []
         for group, count in shape:
@@ -322,8 +325,26 @@ class Sandbox:
         if lines[0] == "degraded":
             self.say(f"{record.name}: degraded, failed units: {'; '.join(lines[1:])}")
 
+    def _check_ours(self) -> None:
+        """Raise :class:`SandboxError` if the state directory is something else (a mistyped ``--state-dir``)."""
+        directory = self.state_dir
+        if not directory.exists():
+            return
+        if directory.is_dir() and (
+            (directory / MARKER).exists() or (directory / state.STATE_FILE).exists() or not any(directory.iterdir())
+        ):
+            return
+        raise SandboxError(
+            f"{directory} is not a sandbox's state directory (not empty, and no {MARKER} or {state.STATE_FILE} in"
+            " it): refusing to unmount or delete anything there; check --state-dir"
+        )
+
     def _teardown(self) -> None:
-        """Stop and remove everything this sandbox made: all of it is in, or named after, the state directory."""
+        """Stop and remove everything this sandbox made: all of it is in, or named after, the state directory.
+
+        A non-empty state directory without the marker or a state file is not a sandbox's: it is left alone.
+        """
+        self._check_ours()
         hosts_dir = self.state_dir / "hosts"
         _parallel(host.kill, [host.HostPaths(d) for d in sorted(hosts_dir.iterdir())] if hosts_dir.is_dir() else [])
         for process in self._proxy_processes():

@@ -1,0 +1,32 @@
+"""The sandbox as a whole, where no root is needed: what ``down`` refuses to touch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pyinfra_iluvatar.sandbox import Sandbox
+from pyinfra_iluvatar.sandbox.errors import SandboxError
+from pyinfra_iluvatar.sandbox.manager import MARKER
+
+
+def test_down_refuses_a_directory_that_is_not_a_sandbox(tmp_path: Path) -> None:
+    precious = tmp_path / "releases" / "receipt.json"
+    precious.parent.mkdir()
+    precious.write_text("{}")
+    with pytest.raises(SandboxError, match="not a sandbox's state directory"):
+        Sandbox(tmp_path, tmp_path / "cache", net=254).down()
+    assert precious.read_text() == "{}"
+
+
+@pytest.mark.parametrize("mark", [MARKER, "state.json", None])
+def test_down_removes_a_marked_or_empty_state_directory(tmp_path: Path, mark: str | None) -> None:
+    state_dir = tmp_path / "sandbox"
+    state_dir.mkdir()
+    if mark is not None:
+        (state_dir / mark).write_text("")
+        (state_dir / "proxy.log").write_text("")
+    Sandbox(state_dir, tmp_path / "cache", net=254).down()
+    assert not state_dir.exists()
+    Sandbox(state_dir, tmp_path / "cache", net=254).down()  # safe to repeat
