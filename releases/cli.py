@@ -40,7 +40,7 @@ def _change(old: LockedComponent | None, new: LockedComponent) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path("iluvatar.lock.json"),
     show_default=True,
-    help="The lock file to write (and whose constraints are the defaults).",
+    help="The lock file to write (and whose constraints and architectures are the defaults).",
 )
 @click.option("--containerd", callback=_spec, metavar="SPEC", help=f"containerd version spec {_SPEC_HELP}")
 @click.option("--cni-plugins", callback=_spec, metavar="SPEC", help=f"CNI plugins version spec {_SPEC_HELP}")
@@ -53,9 +53,8 @@ def _change(old: LockedComponent | None, new: LockedComponent) -> str:
     "arches",
     multiple=True,
     type=click.Choice(ARCHES),
-    default=DEFAULT_ARCHES,
-    show_default=True,
-    help="Debian architecture to lock artifacts for (repeat for several).",
+    help="Debian architecture to lock artifacts for (repeat for several)"
+    f" [default: those in the lock file, else {' and '.join(DEFAULT_ARCHES)}]",
 )
 @click.option(
     "--github-api",
@@ -77,7 +76,8 @@ def lock(
     """Resolve containerd, the CNI plugins, Go and cnitool to exact versions and sha256-verified artifacts.
 
     A version spec is a version (2.1.4 or v2.1.4), a constraint (~=2.1 or '>=1.7,<2') or latest.
-    Each component's spec defaults to the constraint recorded in the existing lock file, else latest. "latest" is
+    Each component's spec defaults to the constraint recorded in the existing lock file, else latest, and --arch to
+    the architectures in that file, else amd64 and arm64. "latest" is
     the highest stable version whose release has every file needed, not GitHub's newest by date. Deploys read the
     lock file and never ask upstream what is latest.
     """
@@ -93,13 +93,19 @@ def lock(
     github = GithubClient.from_environment(github_api)
     click.echo(f"Resolving with {github.api}" + (" (GITHUB_TOKEN set)" if github.authenticated else ""), err=True)
     try:
-        new = resolve_all(specs, tuple(dict.fromkeys(arches)), github, GoDevClient(go_dl))
+        new = resolve_all(specs, tuple(dict.fromkeys(arches)) or _locked_arches(old), github, GoDevClient(go_dl))
     except (ResolveError, GithubError, GoDevError) as error:
         raise click.ClickException(str(error)) from None
     for name, component in new.components.items():
         previous = old.components.get(name) if old is not None else None
         click.echo(f"{name:<12} {_change(previous, component):<32} ({component.constraint})")
     _write(new, lock_file)
+
+
+def _locked_arches(old: Lock | None) -> tuple[str, ...]:
+    """The architectures the old lock has artifacts for (a bare re-lock keeps them), else the defaults."""
+    locked = {arch for component in old.components.values() for arch in component.artifacts} if old else set()
+    return tuple(arch for arch in ARCHES if arch in locked) or DEFAULT_ARCHES
 
 
 def _write(new: Lock, lock_file: Path) -> None:

@@ -17,9 +17,10 @@ from click.testing import CliRunner, Result
 
 from pyinfra_iluvatar.cli import main
 from pyinfra_iluvatar.releases import lockfile
+from pyinfra_iluvatar.releases.components import UPSTREAM_ARCH
 from pyinfra_iluvatar.releases.github import GithubClient
 from pyinfra_iluvatar.tests.support.fake_upstream import FakeFile, FakeGoFile, FakeGoRelease, FakeRelease, FakeUpstream
-from pyinfra_iluvatar.tests.support.upstream_fixtures import ARCHES, containerd, go, standard_upstream
+from pyinfra_iluvatar.tests.support.upstream_fixtures import ARCHES, cni_plugins, containerd, go, standard_upstream
 
 TOKEN = "ghp_" + "Zq7" * 12  # looks like a real token; must never be printed or written
 
@@ -304,6 +305,30 @@ def test_relock_picks_up_a_new_release_within_the_constraint(tmp_path: Path) -> 
     assert "containerd   1.7.25 -> 1.7.26" in result.output
     assert "cni-plugins  1.6.0 (unchanged)" in result.output
     assert lockfile.load(lock_file).component("containerd").constraint == "~=1.7"
+
+
+def test_relock_without_arch_keeps_the_locked_architectures(tmp_path: Path) -> None:
+    lock_file = tmp_path / "lock.json"
+    three = ("amd64", "arm64", "ppc64el")
+    upstream_names = [UPSTREAM_ARCH[arch] for arch in three]  # ppc64le in file names
+    fake = standard_upstream()
+    fake.repos = {
+        **fake.repos,
+        "containerd/containerd": [containerd("2.0.2", arches=upstream_names)],
+        "containernetworking/plugins": [cni_plugins("1.6.0", arches=upstream_names)],
+    }
+    fake.go = [go("1.23.4", arches=upstream_names)]
+    with fake:
+        assert run_lock(fake, lock_file, arches=three).exit_code == 0
+        first = lock_file.read_bytes()
+        assert set(lockfile.load(lock_file).component("go").artifacts) == set(three)
+        result = run_lock(fake, lock_file)  # no --arch: the locked architectures, not the defaults
+        assert result.exit_code == 0, result.output
+        assert lock_file.read_bytes() == first
+        assert "is up to date" in result.output
+        assert run_lock(fake, lock_file, arches=["amd64"]).exit_code == 0  # an explicit --arch list replaces them
+    for component in ("containerd", "cni-plugins", "go"):
+        assert set(lockfile.load(lock_file).component(component).artifacts) == {"amd64"}
 
 
 def test_locked_artifacts_download_through_upstream_and_mirror(upstream: FakeUpstream, tmp_path: Path) -> None:
