@@ -29,9 +29,10 @@ def _change(old: LockedComponent | None, new: LockedComponent) -> str:
         return f"{new.version} (new)"
     if old.version != new.version:
         return f"{old.version} -> {new.version}"
-    if old != new:
-        return f"{new.version} (artifacts changed)"
-    return f"{new.version} (unchanged)"
+    changes = ["artifacts changed"] if old.artifacts != new.artifacts else []
+    if old.constraint != new.constraint:
+        changes.append(f"constraint was {old.constraint}")
+    return f"{new.version} ({', '.join(changes) or 'unchanged'})"
 
 
 @click.command("lock")

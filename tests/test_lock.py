@@ -291,6 +291,20 @@ def test_relock_with_nothing_new_is_byte_identical(upstream: FakeUpstream, tmp_p
     assert versions(lock_file)["go"] == "1.22.10"
 
 
+def test_relock_reports_a_constraint_change_apart_from_artifacts(upstream: FakeUpstream, tmp_path: Path) -> None:
+    lock_file = tmp_path / "lock.json"
+    assert run_lock(upstream, lock_file).exit_code == 0
+    result = run_lock(upstream, lock_file, "--containerd=~=2.0")  # same 2.0.2, same files, new constraint
+    assert result.exit_code == 0, result.output
+    assert "containerd   2.0.2 (constraint was latest)" in result.output
+    assert "artifacts changed" not in result.output
+    assert "cni-plugins  1.6.0 (unchanged)" in result.output
+    assert lockfile.load(lock_file).component("containerd").constraint == "~=2.0"
+    result = run_lock(upstream, lock_file, "--arch=amd64")
+    assert result.exit_code == 0, result.output
+    assert "containerd   2.0.2 (artifacts changed)" in result.output
+
+
 def test_relock_picks_up_a_new_release_within_the_constraint(tmp_path: Path) -> None:
     lock_file = tmp_path / "lock.json"
     fake = standard_upstream()
