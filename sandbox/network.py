@@ -120,6 +120,8 @@ def create_bridge(network: SandboxNetwork, owner: str) -> None:
     ipv6 = Path(f"/proc/sys/net/ipv6/conf/{bridge}/disable_ipv6")
     if ipv6.exists():
         ipv6.write_text("1\n")
+    # Hosts have CAP_NET_ADMIN: one that adds a default route via the gateway must still not be routed out.
+    Path(f"/proc/sys/net/ipv4/conf/{bridge}/forwarding").write_text("0\n")
     run(["ip", "address", "add", f"{network.gateway}/{network.subnet.prefixlen}", "dev", bridge])
     run(["ip", "link", "set", "dev", bridge, "up"])
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pyinfra_iluvatar.sandbox import Sandbox, state
+from pyinfra_iluvatar.sandbox.network import SandboxNetwork
 from pyinfra_iluvatar.sandbox.processes import wait_for
 from pyinfra_iluvatar.tests.support.sandbox import BIN, SandboxSession, free_test_network
 
@@ -58,6 +59,25 @@ def test_hosts_reach_only_allowed_registries_and_the_gateway(sandbox: SandboxSes
     assert refused.returncode != 0 and "403" in refused.stderr
     direct = sandbox.ssh(host, "curl -sS --noproxy '*' -m 5 https://deb.debian.org/ || ip route")
     assert "198.18." in direct.stdout and "default" not in direct.stdout, "no route out but the sandbox link"
+    # Hosts may add routes (CAP_NET_ADMIN), but the gateway forwards nothing off the bridge (this machine may
+    # forward elsewhere). 192.0.2.1 is a documentation address (TEST-NET-1): no server can be there.
+    routed = sandbox.ssh(
+        host,
+        f"ip route add default via {sandbox.sandbox.gateway} && curl -sS --noproxy '*' -m 3 http://192.0.2.1/;"
+        " status=$?; ip route del default; exit $status",
+    )
+    assert routed.returncode not in (0, 255), routed.stderr
+    bridge = SandboxNetwork(current(sandbox.sandbox.state_dir).net).bridge
+    address = sandbox.hosts[0].address
+    # The kernel's own decision for such a packet: dropped on arrival, not routed out.
+    decision = subprocess.run(
+        ["ip", "route", "get", "192.0.2.1", "from", address, "iif", bridge],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert decision.returncode != 0 and "No route to host" in decision.stderr, decision.stdout
     # The gateway itself is reached directly (no_proxy): nothing listens on port 9, so it refuses at once.
     gateway = sandbox.ssh(host, f"curl -sS -m 5 http://{sandbox.sandbox.gateway}:9/ ; env | grep ^no_proxy=")
     assert "Failed to connect" in gateway.stderr
