@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -130,13 +131,25 @@ def to_json(lock: Lock) -> str:
 
 def dump(lock: Lock, path: Path) -> None:
     """Write ``lock`` to ``path`` atomically (a reader never sees half a file), never a lock that :func:`load`
-    would refuse (upstream's answers are validated like a hand-edited file)."""
+    would refuse (upstream's answers are validated like a hand-edited file). The file keeps the mode of the one it
+    replaces; a new one gets 0644 less the umask."""
     text = to_json(lock)
     from_json(text, str(path))
-    directory = path.parent
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=directory, prefix=f".{path.name}.", delete=False) as f:
-        f.write(text)
-    os.replace(f.name, path)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)  # keep the mode of the file replaced
+    except FileNotFoundError:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        mode = 0o644 & ~umask  # a new file: readable by everyone, as the umask allows
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with open(descriptor, "w", encoding="utf-8") as stream:
+            os.fchmod(descriptor, mode)  # mkstemp creates it 0600: readable by its owner only
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)  # a failed write leaves no temporary file behind
+        raise
 
 
 def load(path: Path) -> Lock:

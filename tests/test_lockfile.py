@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,34 @@ def test_round_trip(tmp_path: Path) -> None:
     assert list(json.loads(text)) == ["components", "format"], "keys are sorted"
     assert '\n  "components": {\n    "cni-plugins": {\n      "artifacts": {' in text, "indented by 2"
     assert [p.name for p in tmp_path.iterdir()] == ["iluvatar.lock.json"], "no temporary file left behind"
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o002, 0o644)], ids=oct)
+def test_new_lock_file_is_readable_by_others_as_the_umask_allows(tmp_path: Path, umask: int, mode: int) -> None:
+    path = tmp_path / "iluvatar.lock.json"
+    previous = os.umask(umask)
+    try:
+        lockfile.dump(example_lock(), path)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+
+
+def test_relocked_file_keeps_its_mode(tmp_path: Path) -> None:
+    path = tmp_path / "iluvatar.lock.json"
+    path.write_text("old")
+    path.chmod(0o664)
+    lockfile.dump(example_lock(), path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o664
+    assert lockfile.load(path) == example_lock()
+
+
+def test_failed_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    path = tmp_path / "iluvatar.lock.json"
+    (path / "in-the-way").mkdir(parents=True)  # os.replace cannot put a file over a non-empty directory
+    with pytest.raises(OSError):
+        lockfile.dump(example_lock(), path)
+    assert [p.name for p in tmp_path.iterdir()] == ["iluvatar.lock.json"]
 
 
 def test_mirror_url_rewriting() -> None:
