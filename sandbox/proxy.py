@@ -142,6 +142,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         dropped = HOP_BY_HOP | {h.strip().lower() for h in self.headers.get("Connection", "").split(",")}
+        # Host comes from the URL, the one the allowlist checked: a client's own would pick another virtual host.
+        dropped.add("host")
         headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
         try:
             connection = self._connection(url.hostname, port)

@@ -129,6 +129,13 @@ def test_forwards_keep_alive_requests_on_one_connection(proxy: int, origin: int)
     ]
 
 
+def test_the_host_header_comes_from_the_checked_url(proxy: int, origin: int) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", proxy, timeout=10)
+    connection.request("GET", f"http://127.0.0.1:{origin}/fixed", headers={"Host": "github.com"})
+    response = connection.getresponse()
+    assert response.read().decode() == f"/fixed via 127.0.0.1:{origin} proxy-header=None"
+
+
 def test_refuses_hosts_not_on_the_allowlist_without_connecting(proxy: int) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", proxy, timeout=10)
     connection.request("GET", "http://github.com/COS-IN/iluvatar-faas")
