@@ -12,6 +12,7 @@ import argparse
 import http.client
 import selectors
 import socket
+import socketserver
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -76,6 +77,12 @@ class ProxyServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], allowlist: Allowlist) -> None:
         self.allowlist = allowlist
         super().__init__(address, ProxyHandler)
+
+    def server_bind(self) -> None:
+        """Bind; the server's name is its address (``HTTPServer`` would look it up in DNS, slow offline)."""
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """One line, not a traceback, for a client that went away."""
@@ -244,9 +251,12 @@ def start(address: str, port: int, allow: Sequence[str], owner: str, log: Path) 
             return False
         return True
 
-    wait_for(accepting, timeout=10)
+    ready = wait_for(accepting, timeout=10)
     if not process.alive():
         raise SandboxError(f"the sandbox proxy did not start: {log.read_text()[-2000:]}")
+    if not ready:
+        process.stop()
+        raise SandboxError(f"the sandbox proxy did not accept connections on {address}:{port} within 10 s; log {log}")
     return process
 
 

@@ -44,6 +44,16 @@ def test_bad_allowlist_entries(entry: str) -> None:
         Allowlist([entry])
 
 
+def test_binding_asks_no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_dns(name: str = "") -> str:
+        raise AssertionError(f"DNS lookup of {name!r}")
+
+    monkeypatch.setattr(socket, "getfqdn", no_dns)
+    server = ProxyServer(("127.0.0.1", 0), Allowlist(["deb.debian.org"]))
+    server.server_close()
+    assert server.server_name == "127.0.0.1"
+
+
 class Origin(BaseHTTPRequestHandler):
     """A registry stand-in: /fixed answers with Content-Length, /chunked without (chunked upstream)."""
 
