@@ -1,4 +1,4 @@
-"""Exclusive locks on directories, so two sandbox commands never change the same things at once."""
+"""Exclusive locks on directories and lock files, so two sandbox commands never change the same things at once."""
 
 from __future__ import annotations
 
@@ -17,6 +17,18 @@ def locked(directory: Path) -> Iterator[None]:
     """
     directory.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+@contextmanager
+def locked_file(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file ``path`` (created if missing, and left) for the ``with`` block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield

@@ -7,24 +7,27 @@ the state directory or named after it, so ``down`` removes all of it, after a cr
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import socket
 import subprocess
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pyinfra_iluvatar.sandbox import cgroups, host, image, network, prerequisites, proxy, settings, ssh, state
 from pyinfra_iluvatar.sandbox.errors import SandboxError
-from pyinfra_iluvatar.sandbox.locks import locked
+from pyinfra_iluvatar.sandbox.locks import locked_file
 from pyinfra_iluvatar.sandbox.processes import ProcessRef, find
 
 GROUPS = ("workers", "build")
 BOOT_TIMEOUT = 90.0
 # Written first into every state directory `up` makes: `down` deletes no other non-empty directory.
 MARKER = ".pyinfra-iluvatar-sandbox"
+LOCKS = Path("/run/lock")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -98,6 +101,15 @@ class Sandbox:
             )
         return current
 
+    @property
+    def lock_file(self) -> Path:
+        """This sandbox's lock, named for its state directory (other sandboxes never wait for it)."""
+        digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:16]
+        return LOCKS / f"pyinfra-iluvatar-sandbox-{digest}"
+
+    def _locked(self) -> AbstractContextManager[None]:
+        return locked_file(self.lock_file)
+
     def _paths(self, name: str) -> host.HostPaths:
         return host.HostPaths(self.state_dir / "hosts" / name)
 
@@ -155,7 +167,7 @@ class Sandbox:
         spec = image.ImageSpec(suite, image.host_arch(), self.mirror)
         prerequisites.check(building=image.cached(self.cache_dir, spec) is None, say=self.say)
         base = image.ensure(self.cache_dir, spec, self.say)  # before the state lock: other sandboxes need not wait
-        with locked(self.state_dir.parent):
+        with self._locked():
             current = self._load_or_none()
             shape = [("workers", hosts), ("build", build_hosts)]
             if current is not None and self._healthy(current) and self._same(current, wanted, suite, shape):
@@ -179,12 +191,12 @@ class Sandbox:
 
     def down(self) -> None:
         """Remove the sandbox: hosts, mounts, veths, bridge, proxy, state. Safe to repeat."""
-        with locked(self.state_dir.parent):
+        with self._locked():
             self._teardown()
 
     def stop_host(self, name: str) -> None:
         """Cut one host's power (SIGKILL to its PID 1); its disk stays, :meth:`start_host` boots it again."""
-        with locked(self.state_dir.parent):
+        with self._locked():
             current = self._require_state()
             record = current.host(name)
             host.kill(self._paths(name))
@@ -193,7 +205,7 @@ class Sandbox:
 
     def start_host(self, name: str) -> None:
         """Boot a stopped host again and wait until it is up."""
-        with locked(self.state_dir.parent):
+        with self._locked():
             current = self._require_state()
             record = current.host(name)
             if record.process is not None and record.process.alive():

@@ -1,7 +1,8 @@
-"""The sandbox as a whole, where no root is needed: what ``down`` refuses to touch."""
+"""The sandbox as a whole, where no root is needed: what ``down`` refuses to touch, locks."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,14 @@ def test_down_removes_a_marked_or_empty_state_directory(tmp_path: Path, mark: st
     Sandbox(state_dir, tmp_path / "cache", net=254).down()
     assert not state_dir.exists()
     Sandbox(state_dir, tmp_path / "cache", net=254).down()  # safe to repeat
+
+
+def test_each_sandbox_has_its_own_lock(tmp_path: Path) -> None:
+    first, second = Sandbox(tmp_path / "one", net=254), Sandbox(tmp_path / "two", net=254)
+    assert first.lock_file != second.lock_file
+    assert Sandbox(tmp_path / "x" / ".." / "one", net=254).lock_file == first.lock_file
+    with first._locked():
+        other = threading.Thread(target=second.down, daemon=True)
+        other.start()
+        other.join(timeout=10)
+        assert not other.is_alive(), "down of another sandbox waited for this one's lock"
