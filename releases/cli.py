@@ -61,7 +61,8 @@ def _change(old: LockedComponent | None, new: LockedComponent) -> str:
     "--github-api",
     default=DEFAULT_API,
     show_default=True,
-    help="GitHub API base URL (GitHub Enterprise: https://HOST/api/v3). GITHUB_TOKEN, when set, is sent to it.",
+    help="GitHub API base URL (GitHub Enterprise: https://HOST/api/v3). GITHUB_TOKEN, when set, is sent to it"
+    " over https (or plain http to a loopback address) only.",
 )
 @click.option("--go-dl", default=DEFAULT_DL, show_default=True, help="Go download page that lists releases as JSON.")
 def lock(
@@ -92,7 +93,10 @@ def lock(
         for name in COMPONENTS
     }
     github = GithubClient.from_environment(github_api)
-    click.echo(f"Resolving with {github.api}" + (" (GITHUB_TOKEN set)" if github.authenticated else ""), err=True)
+    token_note = " (GITHUB_TOKEN set)" if github.authenticated else ""
+    if github.token_withheld:
+        token_note = " (GITHUB_TOKEN not sent: plain http to a host that is not loopback)"
+    click.echo(f"Resolving with {github.api}{token_note}", err=True)
     try:
         new = resolve_all(specs, tuple(dict.fromkeys(arches)) or _locked_arches(old), github, GoDevClient(go_dl))
     except (ResolveError, GithubError, GoDevError) as error:

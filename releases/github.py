@@ -2,11 +2,13 @@
 
 The API base URL is configurable (``https://api.github.com``, a GitHub Enterprise ``https://HOST/api/v3``, a test
 server). A token (``GITHUB_TOKEN``) is sent as ``Authorization: Bearer`` to the API base URL only, never to download
-hosts, and never appears in a message, a ``repr`` or a log line.
+hosts, and never appears in a message, a ``repr`` or a log line. It goes only over https, or over plain http to a
+loopback address (a test server): a plain-http API elsewhere gets no token (:attr:`GithubClient.token_withheld`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -83,6 +85,21 @@ def _utc(epoch: str | None) -> datetime | None:
         return None
 
 
+def _may_carry_token(api: str) -> bool:
+    """Whether a token may go to ``api``: over https, or over plain http to a loopback address (a test server)."""
+    url = urlsplit(api)
+    if url.scheme == "https":
+        return True
+    if url.scheme != "http" or url.hostname is None:
+        return False
+    if url.hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(url.hostname).is_loopback
+    except ValueError:
+        return False
+
+
 class GithubClient:
     """GitHub releases of public (or token-readable) repositories, through the REST API at ``api``."""
 
@@ -90,7 +107,8 @@ class GithubClient:
         self, api: str = DEFAULT_API, token: str | None = None, session: requests.Session | None = None
     ) -> None:
         self.api = api.rstrip("/")
-        self._token = token or None
+        self.token_withheld = bool(token) and not _may_carry_token(self.api)
+        self._token = None if self.token_withheld else token or None
         self._session = session or requests.Session()
 
     @classmethod

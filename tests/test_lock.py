@@ -253,6 +253,28 @@ def test_token_is_sent_as_bearer_to_the_api_only_and_never_shown(upstream: FakeU
     assert TOKEN not in repr(GithubClient(upstream.api_url, TOKEN))
 
 
+def test_token_goes_only_over_https_or_to_loopback(
+    upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for api in ("https://ghe.example/api/v3", "http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080"):
+        assert GithubClient(api, TOKEN).authenticated, api
+    assert not GithubClient("http://ghe.example/api/v3", TOKEN).authenticated
+    assert not GithubClient("http://ghe.example/api/v3").token_withheld
+    # A plain-http API elsewhere, reached through the fake upstream playing an HTTP proxy (nothing leaves 127.0.0.1).
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, upstream.base_url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+    lock = ["lock", f"--lock-file={tmp_path / 'lock.json'}", "--github-api=http://api.github.invalid"]
+    result = CliRunner().invoke(main, [*lock, f"--go-dl={upstream.go_dl_url}"], env={"GITHUB_TOKEN": TOKEN})
+    assert result.exit_code == 0, result.output
+    assert "GITHUB_TOKEN not sent: plain http to a host that is not loopback" in result.output
+    api_requests = upstream.requests_to("/repos/")
+    assert api_requests
+    assert all(request.headers["host"] == "api.github.invalid" for request in api_requests), "not via the proxy"
+    assert all("authorization" not in request.headers for request in api_requests), "token sent over plain http"
+
+
 def test_token_never_printed_by_the_installed_command(upstream: FakeUpstream, tmp_path: Path) -> None:
     upstream.missing.add("/repos/containernetworking/cni/releases")
     command = Path(sys.executable).parent / "pyinfra-iluvatar"
