@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pyinfra_iluvatar.sandbox import Sandbox, state
+from pyinfra_iluvatar.sandbox import Sandbox, cgroups, network, state
 from pyinfra_iluvatar.sandbox.network import SandboxNetwork
 from pyinfra_iluvatar.sandbox.processes import wait_for
 from pyinfra_iluvatar.tests.support.sandbox import BIN, SandboxSession, free_test_network
@@ -163,17 +163,23 @@ def current(state_dir: Path) -> state.SandboxState:
     return loaded
 
 
-def leftovers(box: Sandbox, machines: list[str]) -> list[str]:
-    """Whatever of ``box`` is still on this machine."""
+def leftovers(box: Sandbox, bridge: str, machines: list[str]) -> list[str]:
+    """Whatever of ``box`` (on ``bridge``) is still on this machine."""
     found = []
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
     found += [f"link {m}" for m in machines if f"-{m}@" in links or f"-{m}:" in links]
+    found += [f"bridge {bridge}"] if network.link_exists(bridge) else []
     mounts = Path("/proc/self/mountinfo").read_text()
     found += ["mount"] if str(box.state_dir) in mounts else []
     processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
     found += [line for line in processes.splitlines() if str(box.state_dir) in line]
     found += ["state directory"] if box.state_dir.exists() else []
-    found += [f"cgroup {m}" for m in machines if list(Path("/sys/fs/cgroup").glob(f"*/pyinfra-iluvatar-sandbox/{m}"))]
+    found += [
+        f"cgroup {h / cgroups.TOP / m}"
+        for h in cgroups.hierarchies()
+        for m in machines
+        if (h / cgroups.TOP / m).exists()
+    ]
     return found
 
 
@@ -198,6 +204,7 @@ def test_up_recovers_from_a_killed_run_and_down_leaves_nothing() -> None:
             machines = [record.machine for record in current(state_dir).hosts]
         finally:
             box.down()
-        assert leftovers(box, machines) == []
+        bridge = SandboxNetwork(index).bridge
+        assert leftovers(box, bridge, machines) == []
         box.down()
-        assert leftovers(box, machines) == []
+        assert leftovers(box, bridge, machines) == []
