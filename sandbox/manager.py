@@ -170,7 +170,7 @@ class Sandbox:
         with self._locked():
             current = self._load_or_none()
             shape = [("workers", hosts), ("build", build_hosts)]
-            if current is not None and self._healthy(current) and self._same(current, wanted, suite, shape):
+            if current is not None and self._healthy(current) and self._same(current, wanted, base, shape):
                 try:  # it may have been left booting, or half-made by a killed `up`
                     _parallel(self._wait_booted, current.hosts)
                 except SandboxError as error:
@@ -228,12 +228,13 @@ class Sandbox:
             return None
 
     def _same(
-        self, current: state.SandboxState, wanted: network.SandboxNetwork, suite: str, shape: list[tuple[str, int]]
+        self, current: state.SandboxState, wanted: network.SandboxNetwork, base: Path, shape: list[tuple[str, int]]
     ) -> bool:
+        """Whether the sandbox up is the one wanted: network, image (suite, recipe, local CAs, mirror), hosts, proxy."""
         counts = [(group, sum(1 for h in current.hosts if h.group == group)) for group, _ in shape]
         return (
             current.net == wanted.index
-            and current.suite == suite
+            and current.image == str(base)
             and counts == shape
             and current.proxy.allow == self.proxy_allow
         )

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pyinfra_iluvatar.sandbox import Sandbox
+from pyinfra_iluvatar.sandbox import Sandbox, state
 from pyinfra_iluvatar.sandbox.errors import SandboxError
 from pyinfra_iluvatar.sandbox.manager import MARKER
+from pyinfra_iluvatar.sandbox.network import SandboxNetwork
 
 
 def test_down_refuses_a_directory_that_is_not_a_sandbox(tmp_path: Path) -> None:
@@ -42,3 +43,19 @@ def test_each_sandbox_has_its_own_lock(tmp_path: Path) -> None:
         other.start()
         other.join(timeout=10)
         assert not other.is_alive(), "down of another sandbox waited for this one's lock"
+
+
+def test_a_sandbox_on_another_image_is_not_reused(tmp_path: Path) -> None:
+    box = Sandbox(tmp_path, net=3)
+    image = tmp_path / "debian-bookworm-amd64-0123456789ab"
+    current = state.SandboxState(
+        net=3,
+        suite="bookworm",
+        image=str(image),
+        proxy=state.ProxyRecord(3128, list(box.proxy_allow)),
+        hosts=[state.HostRecord("worker-1", "workers", "ilu3-1", "198.18.3.11", "0" * 32)],
+    )
+    shape = [("workers", 1), ("build", 0)]
+    assert box._same(current, SandboxNetwork(3), image, shape)
+    assert not box._same(current, SandboxNetwork(3), image.with_name("debian-bookworm-amd64-ba9876543210"), shape)
+    assert not box._same(current, SandboxNetwork(3), image, [("workers", 2), ("build", 0)])
