@@ -25,6 +25,17 @@ from pyinfra_iluvatar.tests.support.upstream_fixtures import ARCHES, cni_plugins
 TOKEN = "ghp_" + "Zq7" * 12  # looks like a real token; must never be printed or written
 
 
+# requests honours HTTP(S)_PROXY even for 127.0.0.1: without these, test traffic (and TOKEN) would go to a proxy.
+NO_PROXY = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+DEAD_PROXY = {f"{scheme}_proxy": "http://127.0.0.1:9" for scheme in ("http", "https", "all", "HTTP", "HTTPS", "ALL")}
+
+
+@pytest.fixture(autouse=True)
+def _loopback_bypasses_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in NO_PROXY.items():
+        monkeypatch.setenv(name, value)
+
+
 @pytest.fixture
 def upstream() -> Iterator[FakeUpstream]:
     with standard_upstream() as server:
@@ -263,8 +274,6 @@ def test_token_goes_only_over_https_or_to_loopback(
     # A plain-http API elsewhere, reached through the fake upstream playing an HTTP proxy (nothing leaves 127.0.0.1).
     for name in ("HTTP_PROXY", "http_proxy"):
         monkeypatch.setenv(name, upstream.base_url)
-    for name in ("NO_PROXY", "no_proxy"):
-        monkeypatch.setenv(name, "127.0.0.1,localhost")
     lock = ["lock", f"--lock-file={tmp_path / 'lock.json'}", "--github-api=http://api.github.invalid"]
     result = CliRunner().invoke(main, [*lock, f"--go-dl={upstream.go_dl_url}"], env={"GITHUB_TOKEN": TOKEN})
     assert result.exit_code == 0, result.output
@@ -289,13 +298,24 @@ def test_token_never_printed_by_the_installed_command(upstream: FakeUpstream, tm
         ],
         capture_output=True,
         text=True,
-        env={**os.environ, "GITHUB_TOKEN": TOKEN},
+        env={**os.environ, **DEAD_PROXY, **NO_PROXY, "GITHUB_TOKEN": TOKEN},
         timeout=60,
     )
     assert result.returncode == 1
     assert "/repos/containernetworking/cni/releases?per_page=100 not found (404)" in result.stderr
     assert TOKEN not in result.stdout + result.stderr
     assert upstream.requests_to("/repos/containerd/")[0].headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_proxy_settings_leave_the_local_upstream_alone(
+    upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in DEAD_PROXY.items():
+        monkeypatch.setenv(name, value)
+    result = run_lock(upstream, tmp_path / "lock.json", token=TOKEN)
+    assert result.exit_code == 0, result.output
+    assert requests.get(upstream.go_dl_url + "?mode=json", timeout=10).status_code == 200
+    assert upstream.requests_to("/repos/")[0].headers["authorization"] == f"Bearer {TOKEN}"
 
 
 def test_relock_with_nothing_new_is_byte_identical(upstream: FakeUpstream, tmp_path: Path) -> None:
