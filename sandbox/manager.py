@@ -73,6 +73,10 @@ class Sandbox:
         self._net = settings.net() if net is None else net
         self.mirror = mirror or settings.mirror()
         self.proxy_allow = list(proxy_allow or settings.proxy_allow())
+        try:
+            proxy.Allowlist(self.proxy_allow)
+        except ValueError as error:
+            raise SandboxError(f"{error} (--proxy-allow or {settings.PROXY_ALLOW_ENV})") from None
         self.say = say
 
     # What the rest of the project reads.

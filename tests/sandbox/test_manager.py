@@ -59,3 +59,8 @@ def test_a_sandbox_on_another_image_is_not_reused(tmp_path: Path) -> None:
     assert box._same(current, SandboxNetwork(3), image, shape)
     assert not box._same(current, SandboxNetwork(3), image.with_name("debian-bookworm-amd64-ba9876543210"), shape)
     assert not box._same(current, SandboxNetwork(3), image, [("workers", 2), ("build", 0)])
+
+
+def test_a_bad_proxy_allowlist_entry_is_a_sandbox_error_at_once(tmp_path: Path) -> None:
+    with pytest.raises(SandboxError, match=r"bad allowlist entry 'cache\.local:http'"):
+        Sandbox(tmp_path, net=3, proxy_allow=["deb.debian.org", "cache.local:http"])
