@@ -65,25 +65,43 @@ def _positive_int(value: Any) -> int:
     return number
 
 
+# The kernel's default fs.nr_open: no process, root included, can have a nofile limit above it. A PAM limit
+# that setrlimit refuses can refuse the login itself (pam_limits), so it is refused here instead.
+NR_OPEN = 1048576
+
+
+def _nofile(value: Any) -> int:
+    number = _positive_int(value)
+    if number > NR_OPEN:
+        raise ValueError(f"above the kernel's limit of {NR_OPEN} open files")
+    return number
+
+
 def _limit(value: Any) -> int | str:
     if value == "unlimited":
         return "unlimited"
     return _positive_int(value)
 
 
-def _names(value: Any) -> list[str]:
+_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+
+
+def _packages(value: Any) -> list[str]:
     if isinstance(value, str):
-        value = value.split(",") if value else []
-    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) and item for item in value):
-        raise ValueError("not a list of names")
-    return [item.strip() for item in value]
+        value = value.split(",") if value.strip() else []
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+        raise ValueError("not a list of package names")
+    names = [item.strip() for item in value]
+    if bad := [name for name in names if not _PACKAGE.fullmatch(name)]:
+        raise ValueError(f"not Debian package names: {', '.join(repr(name) for name in bad)}")
+    return names
 
 
 EXTRA_PACKAGES: DataKey[list[str]] = DataKey(
     "iluvatar_extra_packages",
     [],
-    _names,
-    "a list of Debian package names (or one comma-separated string)",
+    _packages,
+    "a list of Debian package names (or one comma-separated string), without versions or architectures",
     "Packages installed on every worker in addition to the ones the setup page lists.",
 )
 ENERGY_TOOLS: DataKey[bool] = DataKey(
@@ -93,11 +111,11 @@ ENERGY_TOOLS: DataKey[bool] = DataKey(
     "true or false",
     "Install the optional energy-monitoring tools: ipmitool and perf for the running kernel.",
 )
-NOFILE_LIMIT: DataKey[int | str] = DataKey(
+NOFILE_LIMIT: DataKey[int] = DataKey(
     "iluvatar_nofile_limit",
     1000000,
-    _limit,
-    'a positive integer or "unlimited"',
+    _nofile,
+    f"a positive integer up to {NR_OPEN}",
     "Soft and hard `nofile` limit for root and all users (PAM drop-in; services get it from their units).",
 )
 NPROC_LIMIT: DataKey[int | str] = DataKey(
@@ -135,9 +153,9 @@ def _path(value: Any) -> str:
 
 
 def _absolute_path(value: Any) -> str:
-    if not isinstance(value, str) or not value.startswith("/"):
-        raise ValueError("not an absolute path")
-    return value.rstrip("/") or "/"
+    if not isinstance(value, str) or not re.fullmatch(r"(/[A-Za-z0-9._+-]+)+/?", value):
+        raise ValueError("not an absolute path of letters, digits and ._+- (not / itself)")
+    return value.rstrip("/")
 
 
 LOCK_FILE: DataKey[str] = DataKey(
@@ -212,7 +230,12 @@ def _prebuilt(value: Any) -> dict[str, lockfile.Artifact] | None:
         sha256 = str(entry["sha256"]).lower()
         if not url or not re.fullmatch(r"[0-9a-f]{64}", sha256):
             raise ValueError(f"{arch}: expected an http(s) url and a 64-hex-digit sha256")
-        artifacts[str(arch)] = lockfile.Artifact(url.rsplit("/", 1)[-1], url, sha256, mirror_path="")
+        filename = url.rsplit("/", 1)[-1]
+        if not re.fullmatch(r"[A-Za-z0-9._+-]+", filename):
+            raise ValueError(f"{arch}: the URL must end in a plain file name (no query string)")
+        artifacts[str(arch)] = lockfile.Artifact(filename, url, sha256, mirror_path="")
+    if len({artifact.filename.endswith((".tgz", ".tar.gz")) for artifact in artifacts.values()}) > 1:
+        raise ValueError("either every architecture's file is a .tgz/.tar.gz archive or none is")
     return artifacts
 
 

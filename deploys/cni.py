@@ -3,7 +3,7 @@ CNI plugins and cnitool, as the Ilúvatar worker's containerd networking needs t
 
 The plugins come from the locked release archive; cnitool is built with the locked Go toolchain (``go install``)
 or, with ``iluvatar_cnitool_prebuilt``, installed from a prebuilt binary (labs without internet). Both land in
-``iluvatar_cni_bin_dir``. Run it alone with ``pyinfra INVENTORY deploys/cni.py``; the worker deploy uses it.
+``iluvatar_cni_bin_dir``. Run it alone with ``pyinfra INVENTORY deploys/cni.py``.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def cni_tools() -> None:
             artifacts=prebuilt,
             destination=directory,
             layout="archive" if archived else "binary",
-            binary_name=None if archived else "cnitool",
+            binary_name="cnitool",
             download=download,
             cache_dir=cache_dir,
         )

@@ -4,7 +4,7 @@ containerd from the locked release build, as the Ilúvatar worker needs it.
 Binaries in ``/usr/local/bin`` (verified, atomic, from the lock file), ``/usr/bin/ctr`` resolving to the same
 ``ctr`` (the worker calls that path), its unit with explicit limits (unmasked when masked), the config file
 this package owns, and a restart only when binaries, unit or config changed, followed by a wait until ``ctr
-version`` answers. Run it alone with ``pyinfra INVENTORY deploys/containerd.py``; the worker deploy uses it.
+version`` answers. Run it alone with ``pyinfra INVENTORY deploys/containerd.py``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def containerd_runtime() -> None:
         mirror=mirror,
         cache_dir=cache_dir,
     )
-    files.link(name="/usr/bin/ctr is the release ctr", path="/usr/bin/ctr", target="/usr/local/bin/ctr")
+    # A packaged containerd's /usr/bin/ctr (gone once the package is replaced) would be kept as a dated backup.
+    files.link(name="/usr/bin/ctr is the release ctr", path="/usr/bin/ctr", target="/usr/local/bin/ctr", force=True)
     unmask = containerd.unmasked(name="containerd.service is not masked")
     unit = containerd.unit(name="containerd unit", limit_nofile=nofile)
     config = containerd.config(

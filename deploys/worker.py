@@ -1,5 +1,7 @@
 """
-The Ilúvatar worker host: everything the setup page's "Worker Runtime dependencies" asks for.
+The Ilúvatar worker host, from the setup page's "Worker Runtime dependencies": so far its packages (the
+optional energy tools included) and file limits. containerd and the CNI tools have their own deploys
+(``deploys/containerd.py``, ``deploys/cni.py``) until the isolation step joins them here.
 
 Use it three ways:
 
@@ -12,13 +14,20 @@ from __future__ import annotations
 
 from pyinfra.api.deploy import deploy
 from pyinfra.context import host
+from pyinfra.facts.server import KernelVersion, LinuxDistribution
 
 from pyinfra_iluvatar import data
 from pyinfra_iluvatar.operations import limits, packages
 
 # What the worker binary calls by fixed path (iptables, ifconfig, ip, pgrep, ...) and the page's package list.
 WORKER_PACKAGES = ["curl", "runc", "bridge-utils", "iptables", "net-tools", "sysstat", "jq", "iproute2", "procps"]
-ENERGY_PACKAGES = ["ipmitool", "linux-perf"]
+
+
+def energy_packages() -> list[str]:
+    """ipmitool, and perf for the running kernel: Debian's ``linux-perf``, Ubuntu's ``linux-tools-<release>``."""
+    if host.get_fact(LinuxDistribution)["name"] == "Ubuntu":
+        return ["ipmitool", "linux-tools-common", f"linux-tools-{host.get_fact(KernelVersion)}"]
+    return ["ipmitool", "linux-perf"]
 
 
 @deploy("Ilúvatar worker")
@@ -31,7 +40,7 @@ def worker() -> None:
 
     packages.apt_installed(
         name="Worker packages",
-        packages=WORKER_PACKAGES + (ENERGY_PACKAGES if energy else []) + extra,
+        packages=WORKER_PACKAGES + (energy_packages() if energy else []) + extra,
     )
     limits.pam_limits(name="File and process limits", limits={"nofile": nofile, "nproc": nproc})
 

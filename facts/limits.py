@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Literal, TypedDict
 
-from pyinfra.api.command import QuoteString, StringCommand
 from pyinfra.api.exceptions import FactProcessError
 from pyinfra.api.facts import FactBase
 from typing_extensions import override
+
+from pyinfra_iluvatar.facts._inband import separated, split_separated
 
 LIMITS_CONF = "/etc/security/limits.conf"
 LIMITS_D = "/etc/security/limits.d"
@@ -133,6 +135,7 @@ class UnitLimits(TypedDict):
 
 
 _UNIT_PROPERTIES = ("LoadState", "LimitNOFILE", "LimitNOFILESoft", "LimitNPROC", "LimitNPROCSoft")
+_NO_SYSTEMD = "System has not been booted with systemd"
 
 
 def _limit_value(key: str, value: str) -> LimitValue:
@@ -148,11 +151,12 @@ class SystemdUnitLimits(FactBase[UnitLimits | None]):
     Returns a systemd unit's ``nofile`` and ``nproc`` limits, soft and hard, as systemd will apply
     them to the unit's processes (``"infinity"`` or a number), and its ``load_state``: ``loaded``, or
     ``not-found`` for a unit that does not exist (systemd then reports its defaults). ``None`` without
-    ``systemctl``. PAM limits never reach services: the worker's limits must be set in its units.
+    ``systemctl``, or where systemd is not running (a chroot, a container without it). PAM limits never
+    reach services: the worker's limits must be set in its units.
 
     Runs ``systemctl show -p LoadState -p LimitNOFILE -p LimitNOFILESoft -p LimitNPROC
-    -p LimitNPROCSoft UNIT``. These are the unit's configured values: where the environment caps
-    limits lower (a container), the processes get less, which ``/proc/PID/limits`` shows.
+    -p LimitNPROCSoft UNIT``, its exit status in-band. These are the unit's configured values: where the
+    environment caps limits lower (a container), the processes get less, which ``/proc/PID/limits`` shows.
 
     .. code:: python
 
@@ -170,16 +174,19 @@ class SystemdUnitLimits(FactBase[UnitLimits | None]):
         return "systemctl"
 
     @override
-    def command(self, unit: str) -> StringCommand:
-        properties: list[str] = []
-        for name in _UNIT_PROPERTIES:
-            properties += ["-p", name]
-        return StringCommand("systemctl", "show", *properties, QuoteString(unit))
+    def command(self, unit: str) -> str:
+        properties = " ".join(f"-p {name}" for name in _UNIT_PROPERTIES)
+        return separated(f"systemctl show {properties} {shlex.quote(unit)}")
 
     @override
-    def process(self, output: list[str]) -> UnitLimits:
+    def process(self, output: list[str]) -> UnitLimits | None:
+        result = split_separated(output, "systemctl show")
+        if result.status != 0:
+            if _NO_SYSTEMD in result.stderr:
+                return None
+            raise FactProcessError(f"systemctl show exited with status {result.status}: {result.stderr}")
         values: dict[str, str] = {}
-        for line in output:
+        for line in result.stdout:
             key, sep, value = line.strip().partition("=")
             if not sep or key not in _UNIT_PROPERTIES:
                 raise FactProcessError(f"unexpected line from systemctl show: {line!r}")

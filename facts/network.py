@@ -7,6 +7,8 @@ from pyinfra.api.facts import FactBase
 from typing_extensions import override
 
 _FAMILY_SEPARATOR = "--"
+# `ip route` prints these route types first (`blackhole default metric 50`): they drop traffic, no interface.
+_ROUTE_TYPES_WITHOUT_DEVICE = ("blackhole", "unreachable", "prohibit", "throw")
 
 
 def _route_metric(fields: list[str]) -> int:
@@ -22,6 +24,8 @@ def _best_route_device(lines: list[str]) -> str | None:
     routes: list[tuple[int, str]] = []
     for line in lines:
         fields = line.split()
+        if fields and fields[0] in _ROUTE_TYPES_WITHOUT_DEVICE:
+            continue
         if not fields or fields[0] != "default":
             raise FactProcessError(f"not a default route line: {line!r}")
         if "dev" not in fields or fields.index("dev") + 1 >= len(fields):

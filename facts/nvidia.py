@@ -174,7 +174,15 @@ class NvidiaGpus(FactBase[NvidiaGpusInfo]):
     def process(self, output: list[str]) -> NvidiaGpusInfo:
         body, exit_code = split_merged([line.rstrip() for line in output if line.strip()], "nvidia-smi")
         if exit_code == 0:
-            return {"status": "ok", "exit_code": 0, "message": None, "gpus": [_gpu(line) for line in body]}
+            # nvidia-smi prints warnings ("WARNING: infoROM is corrupted at gpu …") among the rows.
+            warnings = [line.strip() for line in body if line.lstrip().startswith("WARNING")]
+            rows = [line for line in body if not line.lstrip().startswith("WARNING")]
+            return {
+                "status": "ok",
+                "exit_code": 0,
+                "message": "\n".join(warnings) or None,
+                "gpus": [_gpu(line) for line in rows],
+            }
         message = "\n".join(line.strip() for line in body) or None
         return {
             "status": _status(exit_code, message or ""),

@@ -10,7 +10,7 @@ import shlex
 from collections.abc import Generator
 from typing import Any
 
-from pyinfra.api.command import StringCommand
+from pyinfra.api.command import QuoteString, StringCommand
 from pyinfra.api.operation import operation
 from pyinfra.context import host
 
@@ -61,7 +61,8 @@ def cnitool_from_source(
         )
     """
     installed = host.get_fact(InstalledRelease, component="cnitool")
-    if installed and installed["version"] == tag and installed["intact"]:
+    in_place = installed and all(path.startswith(f"{directory}/") for path in installed["files"])
+    if installed and in_place and installed["version"] == tag and installed["intact"]:
         host.noop(f"cnitool {tag} is installed in {directory}")
         return
 
@@ -91,4 +92,11 @@ def cnitool_from_source(
         steps=f"{build}\n{release.place_executables(directory, receipt_paths('cnitool')[1])}",
     )
     if remove_go:
-        yield StringCommand("rm", "-rf", go_root, *receipt_paths("go"))
+        go_sums = receipt_paths("go")[1]
+        yield StringCommand(
+            release.installed_here(go_root, go_sums),
+            "&&",
+            "rm",
+            "-rf",
+            *(QuoteString(path) for path in (go_root, *receipt_paths("go"))),
+        )

@@ -27,9 +27,8 @@ DOCKER_PACKAGES = ("docker.io", "docker-ce")
 SNAPSHOTTERS = ("zfs", "overlayfs", "native")
 
 
-def render_unit(limit_nofile: int | str, binary: str = "/usr/local/bin/containerd") -> str:
+def render_unit(limit_nofile: int) -> str:
     """The containerd unit: explicit resource limits (containerd 2.0 dropped ``LimitNOFILE`` from its own)."""
-    nofile = "infinity" if limit_nofile == "unlimited" else str(limit_nofile)
     return f"""{MANAGED_HEADER}: edits here are overwritten on the next deploy.
 # Put local changes in a drop-in: /etc/systemd/system/containerd.service.d/*.conf
 [Unit]
@@ -39,13 +38,13 @@ After=network.target local-fs.target
 
 [Service]
 ExecStartPre=-/sbin/modprobe overlay
-ExecStart={binary}
+ExecStart=/usr/local/bin/containerd
 Type=notify
 Delegate=yes
 KillMode=process
 Restart=always
 RestartSec=5
-LimitNOFILE={nofile}
+LimitNOFILE={limit_nofile}
 LimitNPROC=infinity
 LimitCORE=infinity
 TasksMax=infinity
@@ -139,7 +138,7 @@ def unmasked() -> Generator[Any, None, None]:
 
 
 @operation()
-def unit(limit_nofile: int | str) -> Generator[Any, None, None]:
+def unit(limit_nofile: int) -> Generator[Any, None, None]:
     """
     Write the containerd unit to ``/etc/systemd/system/containerd.service`` (which wins over any packaged unit
     and over a hard-linked copy left by the setup page). Reload systemd when this changes.

@@ -37,7 +37,6 @@ UPLOAD_DIR = "/var/lib/pyinfra-iluvatar/uploads"
 DEBIAN_ARCH = {
     "x86_64": "amd64",
     "aarch64": "arm64",
-    "arm64": "arm64",
     "armv7l": "armhf",
     "ppc64le": "ppc64el",
     "s390x": "s390x",
@@ -92,11 +91,22 @@ fi
 installed=$(for f; do printf '%s/%s\\n' "$dest" "$f"; done)"""
 
 
-def _place_tree(destination: str) -> str:
-    """Script part: swap the whole unpacked tree in as ``destination`` (the old tree goes only after)."""
+def installed_here(destination: str, sums: str) -> str:
+    """Shell test: the receipt ``sums`` lists files under ``destination``, so this package installed them."""
+    return f"grep -qsF {shlex.quote(f'  {destination}/')} {shlex.quote(sums)}"
+
+
+def _place_tree(destination: str, sums: str) -> str:
+    """
+    Script part: swap the whole unpacked tree in as ``destination`` (the old tree goes only after). A
+    ``destination`` whose files this package's receipt does not list is never replaced: it may be an admin's.
+    """
     q = shlex.quote
     return f"""dest={q(destination)}
 [ -d "$staging/unpacked/bin" ] || fail "the artifact has no bin/ directory"
+if [ -e "$dest" ] && ! {installed_here(destination, sums)}; then
+    fail "$dest exists and was not installed by pyinfra-iluvatar"
+fi
 mkdir -p "$(dirname "$dest")"
 rm -rf "$dest.pyinfra-iluvatar-new" "$dest.pyinfra-iluvatar-old"
 cp -a "$staging/unpacked" "$dest.pyinfra-iluvatar-new" \\
@@ -132,9 +142,10 @@ echo "installed {component} {version}:" $installed
 
 def _verified(fetch: str, filename: str, sha256: str) -> str:
     """Script part: ``fetch`` puts the artifact at ``$staging/artifact``; stop unless its sha256 matches."""
+    mismatch = shlex.quote(f"checksum mismatch for {filename}: expected {sha256}, got")
     return f"""{fetch}
 actual=$(sha256sum "$staging/artifact" | cut -d ' ' -f 1)
-[ "$actual" = {shlex.quote(sha256)} ] || fail "checksum mismatch for {filename}: expected {sha256}, got $actual"
+[ "$actual" = {shlex.quote(sha256)} ] || fail {mismatch} "$actual"
 mkdir "$staging/unpacked"
 """.rstrip("\n")
 
@@ -215,9 +226,10 @@ def install(
     + version: the version being installed, recorded in the receipt
     + artifacts: Debian architecture name (``amd64``, ``arm64``) → artifact (url, sha256, filename)
     + destination: directory the executables go into (``/usr/local/bin``, ``/opt/cni/bin``)
-    + layout: ``archive`` or ``binary``
+    + layout: ``archive`` (executables at the archive's top level, after ``strip_components``), ``binary`` (the
+      artifact is the executable) or ``tree`` (the whole archive becomes ``destination``, as a Go toolchain)
     + strip_components: leading path components to drop when unpacking (``1`` for containerd's ``bin/``)
-    + binary_name: the installed name, for ``layout="binary"``
+    + binary_name: the installed name, for ``layout="binary"``; for ``archive``, an executable the archive must hold
     + download: ``host`` (each host fetches) or ``controller`` (the controller fetches each artifact once into
       ``cache_dir``, verifies it, and uploads it to every host; the host verifies it again)
     + mirror: base URL that replaces upstream hosts (``<mirror>/github.com/<owner>/<repo>/releases/download/…``)
@@ -255,6 +267,7 @@ def install(
         and installed["version"] == version
         and installed["source"] == f"sha256:{artifact.sha256}"
         and installed["intact"]
+        and all(path.startswith(f"{destination}/") for path in installed["files"])
     ):
         host.noop(f"{component} {version} is installed in {destination}")
         return
@@ -270,7 +283,8 @@ def install(
         fetch = (
             'command -v curl >/dev/null || fail "curl is not installed"\n'
             f"curl --fail --silent --show-error --location --retry 3 --connect-timeout 30 --netrc-optional \\\n"
-            f'    --output "$staging/artifact" {shlex.quote(url)} || fail "download of {artifact.filename} failed"'
+            f'    --output "$staging/artifact" {shlex.quote(url)}'
+            f" || fail {shlex.quote(f'download of {artifact.filename} failed')}"
         )
     if layout == "binary":
         unpack = f'cp "$staging/artifact" "$staging/unpacked/"{shlex.quote(binary_name or "")}'
@@ -278,11 +292,17 @@ def install(
     else:
         unpack = (
             f'tar -xzf "$staging/artifact" -C "$staging/unpacked" --strip-components={int(strip_components)}'
-            f' --no-same-owner || fail "cannot unpack {artifact.filename}"'
+            f" --no-same-owner || fail {shlex.quote(f'cannot unpack {artifact.filename}')}"
         )
-    place = (
-        _place_tree(destination) if layout == "tree" else place_executables(destination, receipt_paths(component)[1])
-    )
+    sums = receipt_paths(component)[1]
+    if layout == "tree":
+        place = _place_tree(destination, sums)
+    else:
+        place = place_executables(destination, sums)
+        if layout == "archive" and binary_name:
+            missing = shlex.quote(f"no {binary_name} in {artifact.filename}")
+            place = f'[ -x "$staging/unpacked/"{shlex.quote(binary_name)} ] || fail {missing}\n{place}'
+
     yield script(
         component=component,
         version=version,

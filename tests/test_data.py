@@ -47,7 +47,10 @@ def test_default_is_valid(key: data.DataKey[Any]) -> None:
     ("key", "given", "expected"),
     [
         (data.NOFILE_LIMIT, "65536", 65536),
-        (data.NOFILE_LIMIT, "unlimited", "unlimited"),
+        (data.NOFILE_LIMIT, 1048576, 1048576),
+        (data.NPROC_LIMIT, "unlimited", "unlimited"),
+        (data.EXTRA_PACKAGES, ["linux-perf", "g++", "libc6.1"], ["linux-perf", "g++", "libc6.1"]),
+        (data.GO_ROOT, "/opt/go/", "/opt/go"),
         (data.ENERGY_TOOLS, "yes", True),
         (data.EXTRA_PACKAGES, "htop,tmux", ["htop", "tmux"]),
         (data.MIRROR, "https://mirror.lab.example/files/", "https://mirror.lab.example/files"),
@@ -63,6 +66,20 @@ def test_accepted_values(key: data.DataKey[Any], given: object, expected: object
     [
         (data.NOFILE_LIMIT, "lots"),
         (data.NOFILE_LIMIT, 0),
+        (data.NOFILE_LIMIT, "unlimited"),
+        (data.NOFILE_LIMIT, 2000000),
+        (data.EXTRA_PACKAGES, "htop; curl x|sh"),
+        (data.EXTRA_PACKAGES, ["jq=1.6-2.1"]),
+        (data.GO_ROOT, "/"),
+        (data.GO_ROOT, "/opt/go tools"),
+        (data.CNITOOL_PREBUILT, {"amd64": {"url": "https://mirror.lab.example/cnitool?x=1", "sha256": "a" * 64}}),
+        (
+            data.CNITOOL_PREBUILT,
+            {
+                "amd64": {"url": "https://mirror.lab.example/cnitool.tgz", "sha256": "a" * 64},
+                "arm64": {"url": "https://mirror.lab.example/cnitool", "sha256": "b" * 64},
+            },
+        ),
         (data.NPROC_LIMIT, True),
         (data.ENERGY_TOOLS, "maybe"),
         (data.EXTRA_PACKAGES, ["ok", ""]),
