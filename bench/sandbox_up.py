@@ -18,12 +18,14 @@ import time
 from pathlib import Path
 
 CLI = Path(sys.executable).parent / "pyinfra-iluvatar"
+# The first `up` builds the image (debootstrap may take up to 20 minutes); everything else takes seconds.
+TIMEOUT = 30 * 60
 
 
 def timed(argv: list[str]) -> float:
-    """Run ``argv`` (checked) and return its wall-clock seconds."""
+    """Run ``argv`` (checked, within :data:`TIMEOUT`) and return its wall-clock seconds."""
     started = time.monotonic()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, timeout=TIMEOUT)
     return time.monotonic() - started
 
 
@@ -50,7 +52,7 @@ def main() -> None:
             cached.append(timed(up))
             timed(down)
     finally:
-        subprocess.run(down, check=False, stdout=subprocess.DEVNULL)
+        subprocess.run(down, check=False, stdout=subprocess.DEVNULL, timeout=TIMEOUT)
         shutil.rmtree(work)
 
     print(f"first image build (debootstrap {options.suite} + adjustments): {build:.1f} s")

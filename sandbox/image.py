@@ -30,6 +30,8 @@ MASKED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer")
 LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")
 # Bump when the adjustments in `_adjust` change, so cached images built the old way are not used.
 RECIPE_VERSION = 1
+# debootstrap takes about a minute on a good link; a stalled mirror must not hang `sandbox up` for ever.
+DEBOOTSTRAP_TIMEOUT = 20 * 60
 
 SSHD_CONFIG = """\
 # pyinfra-iluvatar sandbox: root by key only; each host has its own ed25519 host key.
@@ -124,7 +126,19 @@ def _debootstrap(spec: ImageSpec, target: Path, log: Path) -> None:
         spec.mirror,
     ]
     with log.open("w") as output:
-        result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, check=False)
+        try:
+            result = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                timeout=DEBOOTSTRAP_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as error:
+            raise SandboxError(
+                f"debootstrap of {spec.suite} did not finish within {DEBOOTSTRAP_TIMEOUT // 60} min (log {log})"
+            ) from error
     if result.returncode != 0:
         tail = "\n".join(log.read_text().splitlines()[-15:])
         raise SandboxError(f"debootstrap of {spec.suite} failed (exit {result.returncode}, log {log}):\n{tail}")

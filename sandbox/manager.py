@@ -168,8 +168,10 @@ class Sandbox:
         wanted = network.SandboxNetwork(self._net)
         if hosts + build_hosts > wanted.max_hosts:
             raise SandboxError(f"a sandbox holds at most {wanted.max_hosts} hosts")
+        prerequisites.check(building=False, say=self.say)  # root first; then dpkg tells the architecture
         spec = image.ImageSpec(suite, image.host_arch(), self.mirror)
-        prerequisites.check(building=image.cached(self.cache_dir, spec) is None, say=self.say)
+        if image.cached(self.cache_dir, spec) is None:
+            prerequisites.check(building=True, say=self.say)
         base = image.ensure(self.cache_dir, spec, self.say)  # before the state lock: other sandboxes need not wait
         with self._locked():
             current = self._load_or_none()

@@ -5,6 +5,7 @@ On Debian or Ubuntu, as root, missing tools are installed with apt-get; elsewher
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -41,8 +42,10 @@ def _kernel_has(filesystem: str) -> bool:
 
 
 def _load_module(module: str) -> None:
+    """Try to load a kernel module; whether it worked is checked by the caller."""
     if shutil.which("modprobe"):
-        subprocess.run(["modprobe", module], capture_output=True, check=False)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run(["modprobe", module], capture_output=True, timeout=60, check=False)
 
 
 def check(*, building: bool, say: Callable[[str], None]) -> None:

@@ -15,13 +15,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyinfra_iluvatar.sandbox.errors import SandboxError
+from pyinfra_iluvatar.sandbox.errors import PrerequisiteError, SandboxError
 
 
 def run(argv: Sequence[str], *, timeout: float = 120) -> str:
-    """Run ``argv`` and return its stdout; raise :class:`SandboxError` with its stderr when it fails."""
+    """Run ``argv`` and return its stdout; raise :class:`SandboxError` with its stderr when it fails.
+
+    A command that is not installed is a :class:`PrerequisiteError`.
+    """
     try:
         result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError as error:
+        raise PrerequisiteError(
+            f"`{argv[0]}` is not installed on this machine (needed for `{' '.join(argv)}`)"
+        ) from error
     except subprocess.TimeoutExpired as error:
         raise SandboxError(f"`{' '.join(argv)}` did not finish within {timeout:.0f} s") from error
     if result.returncode != 0:

@@ -143,7 +143,9 @@ def test_a_host_stopped_mid_run_fails_and_the_others_complete(sandbox: SandboxSe
 
 def test_command_line_status_and_shell(sandbox: SandboxSession) -> None:
     cli = str(BIN / "pyinfra-iluvatar")
-    status = subprocess.run([cli, "sandbox", "status"], capture_output=True, text=True, env=sandbox.env, check=True)
+    status = subprocess.run(
+        [cli, "sandbox", "status"], capture_output=True, text=True, env=sandbox.env, timeout=60, check=True
+    )
     for host in sandbox.hosts:
         assert re.search(rf"^{host.name}\s+workers\s+{re.escape(host.address)}\s+running$", status.stdout, re.M)
     shell = subprocess.run(
@@ -151,6 +153,7 @@ def test_command_line_status_and_shell(sandbox: SandboxSession) -> None:
         capture_output=True,
         text=True,
         env=sandbox.env,
+        timeout=60,
         check=True,
     )
     assert shell.stdout.strip() == sandbox.hosts[2].name
@@ -166,12 +169,12 @@ def current(state_dir: Path) -> state.SandboxState:
 def leftovers(box: Sandbox, bridge: str, machines: list[str]) -> list[str]:
     """Whatever of ``box`` (on ``bridge``) is still on this machine."""
     found = []
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, timeout=30, check=True).stdout
     found += [f"link {m}" for m in machines if f"-{m}@" in links or f"-{m}:" in links]
     found += [f"bridge {bridge}"] if network.link_exists(bridge) else []
     mounts = Path("/proc/self/mountinfo").read_text()
     found += ["mount"] if str(box.state_dir) in mounts else []
-    processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, timeout=30, check=True).stdout
     found += [line for line in processes.splitlines() if str(box.state_dir) in line]
     found += ["state directory"] if box.state_dir.exists() else []
     found += [

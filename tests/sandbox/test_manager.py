@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
 import pytest
 
-from pyinfra_iluvatar.sandbox import Sandbox, state
-from pyinfra_iluvatar.sandbox.errors import SandboxError
+from pyinfra_iluvatar.sandbox import Sandbox, image, state
+from pyinfra_iluvatar.sandbox.errors import PrerequisiteError, SandboxError
 from pyinfra_iluvatar.sandbox.manager import MARKER
 from pyinfra_iluvatar.sandbox.network import SandboxNetwork
 
@@ -64,3 +65,14 @@ def test_a_sandbox_on_another_image_is_not_reused(tmp_path: Path) -> None:
 def test_a_bad_proxy_allowlist_entry_is_a_sandbox_error_at_once(tmp_path: Path) -> None:
     with pytest.raises(SandboxError, match=r"bad allowlist entry 'cache\.local:http'"):
         Sandbox(tmp_path, net=3, proxy_allow=["deb.debian.org", "cache.local:http"])
+
+
+def test_up_checks_for_root_before_asking_dpkg_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def host_arch() -> str:
+        raise AssertionError("dpkg asked before the prerequisites were checked")
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(image, "host_arch", host_arch)
+    with pytest.raises(PrerequisiteError, match="needs root"):
+        Sandbox(tmp_path / "state", tmp_path / "cache", net=3).up(hosts=1)
+    assert not (tmp_path / "state").exists()

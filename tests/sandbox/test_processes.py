@@ -7,7 +7,10 @@ import subprocess
 import sys
 import uuid
 
-from pyinfra_iluvatar.sandbox.processes import ProcessRef, command_line, find, wait_for
+import pytest
+
+from pyinfra_iluvatar.sandbox.errors import PrerequisiteError
+from pyinfra_iluvatar.sandbox.processes import ProcessRef, command_line, find, run, wait_for
 
 
 def test_find_and_stop_a_process_by_its_command_line() -> None:
@@ -30,3 +33,8 @@ def test_a_recycled_pid_is_not_the_same_process() -> None:
     me = ProcessRef.of(os.getpid())
     assert me is not None and me.alive()
     assert not ProcessRef(me.pid, me.start_time + 1).alive()
+
+
+def test_a_command_that_is_not_installed_is_a_prerequisite_error() -> None:
+    with pytest.raises(PrerequisiteError, match="pyinfra-iluvatar-no-such-command` is not installed"):
+        run(["pyinfra-iluvatar-no-such-command", "--version"])
