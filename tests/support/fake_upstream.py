@@ -71,13 +71,18 @@ class FakeFile:
         return "sha256:" + self.sha256()
 
 
-@functools.cache
 def _sha256(data: bytes | Path) -> str:
-    """sha256 of bytes or of a file (artifact files never change while a server runs: hashed once)."""
+    """sha256 of bytes, or of a file (hashed once per path, size and mtime; only the digest is kept)."""
     if isinstance(data, bytes):
         return hashlib.sha256(data).hexdigest()
+    status = data.stat()
+    return _file_sha256(data, status.st_size, status.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1024)
+def _file_sha256(path: Path, _size: int, _mtime_ns: int) -> str:
     digest = hashlib.sha256()
-    with data.open("rb") as stream:
+    with path.open("rb") as stream:
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -135,7 +140,6 @@ class RecordedRequest:
     path: str
     query: Mapping[str, str]
     headers: Mapping[str, str]
-    status: int
 
 
 @dataclass
@@ -306,9 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(split.path)
         query = {key: values[-1] for key, values in parse_qs(split.query).items()}
         status, headers, body = self.route(path, query)
-        self.fake.record(
-            RecordedRequest(self.command, path, query, {k.lower(): v for k, v in self.headers.items()}, status)
-        )
+        self.fake.record(RecordedRequest(self.command, path, query, {k.lower(): v for k, v in self.headers.items()}))
         self.send_response(status)
         length = body.stat().st_size if isinstance(body, Path) else len(body)
         for name, value in {**headers, "Content-Length": str(length)}.items():
@@ -331,7 +333,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self.api(parts[1:], query)
         if parts[0] == "dl" and len(parts) == 1:
             return (
-                _json(200, fake.go_json(query.get("include") == "all")) if query.get("mode") == "json" else _text(404)
+                _json(200, fake.go_json(query.get("include") == "all")) if query.get("mode") == "json" else _not_found()
             )
         if parts[0] == "dl" and len(parts) == 2:
             return _file(fake.go_file(parts[1]))
@@ -341,7 +343,7 @@ class _Handler(BaseHTTPRequestHandler):
             parts = parts[1:]
         if len(parts) == 6 and parts[2:4] == ["releases", "download"]:
             return _file(fake.release_file(f"{parts[0]}/{parts[1]}", parts[4], parts[5]))
-        return _text(404)
+        return _not_found()
 
     def api(self, parts: list[str], query: Mapping[str, str]) -> tuple[int, dict[str, str], bytes | Path]:
         fake = self.fake
@@ -388,11 +390,11 @@ def _json(status: int, data: Any) -> tuple[int, dict[str, str], bytes]:
     return status, headers, json.dumps(data).encode()
 
 
-def _text(status: int) -> tuple[int, dict[str, str], bytes]:
-    return status, {"Content-Type": "text/plain"}, b"not found\n" if status == 404 else b""
+def _not_found() -> tuple[int, dict[str, str], bytes]:
+    return 404, {"Content-Type": "text/plain"}, b"not found\n"
 
 
 def _file(file: FakeFile | None) -> tuple[int, dict[str, str], bytes | Path]:
     if file is None:
-        return _text(404)
+        return _not_found()
     return 200, {"Content-Type": "application/octet-stream"}, file.data
