@@ -100,10 +100,13 @@ class ProxyHandler(BaseHTTPRequestHandler):
     _upstream_key: tuple[str, int] | None = None
 
     def _refuse(self, code: int, message: str) -> None:
+        """Answer ``code`` and close: a request body left unread must not be taken for the next request."""
         body = f"pyinfra-iluvatar sandbox proxy: {message}\n".encode()
         self.send_response(code)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.close_connection = True
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)

@@ -154,6 +154,18 @@ def test_refuses_hosts_not_on_the_allowlist_without_connecting(proxy: int) -> No
     assert "github.com:80 is not on the allowlist" in response.read().decode()
 
 
+def test_a_refused_request_body_is_not_taken_for_a_request(proxy: int, origin: int) -> None:
+    hidden = f"GET http://127.0.0.1:{origin}/fixed HTTP/1.1\r\nHost: 127.0.0.1:{origin}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", proxy), timeout=10) as client:
+        client.sendall(b"POST http://github.com/ HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(hidden), hidden))
+        answer = b""
+        while data := client.recv(65536):
+            answer += data
+    assert answer.startswith(b"HTTP/1.1 403 ")
+    assert b"Connection: close\r\n" in answer
+    assert b"/fixed via" not in answer and answer.count(b"HTTP/1.1 ") == 1
+
+
 def test_connect_tunnel_to_an_allowed_port(proxy: int, echo: int) -> None:
     with socket.create_connection(("127.0.0.1", proxy), timeout=10) as client:
         client.sendall(f"CONNECT 127.0.0.1:{echo} HTTP/1.1\r\nHost: 127.0.0.1:{echo}\r\n\r\n".encode())
