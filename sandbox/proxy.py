@@ -208,11 +208,11 @@ class ProxyHandler(BaseHTTPRequestHandler):
 
 
 def _relay(client: socket.socket, upstream: socket.socket) -> None:
-    """Copy bytes both ways until either side closes."""
+    """Copy bytes both ways until either side closes, is idle for ``5 * TIMEOUT`` or stalls a send for ``TIMEOUT``."""
     peers = {client: upstream, upstream: client}
     with selectors.DefaultSelector() as selector:
         for sock in peers:
-            sock.setblocking(True)
+            sock.settimeout(TIMEOUT)  # a peer that stops reading fails sendall (OSError) instead of hanging it
             selector.register(sock, selectors.EVENT_READ)
         while True:
             events = selector.select(timeout=TIMEOUT * 5)
