@@ -68,7 +68,11 @@ def processes(machine: str) -> list[ProcessRef]:
     """Every process in the host's cgroups."""
     found = []
     for group in _groups(machine):
-        for pid in (group / "cgroup.procs").read_text().split():
+        try:
+            pids = (group / "cgroup.procs").read_text().split()
+        except FileNotFoundError:  # the group was removed (by the host's systemd) after the walk
+            continue
+        for pid in pids:
             ref = ProcessRef.of(int(pid))
             if ref is not None and ref.alive():
                 found.append(ref)
@@ -84,7 +88,8 @@ def kill(machine: str) -> None:
 def remove(machine: str) -> None:
     """Remove the host's (empty) cgroups, and the top one when no host is left in it."""
     for group in _groups(machine):
-        group.rmdir()
+        with contextlib.suppress(FileNotFoundError):
+            group.rmdir()
     for hierarchy in hierarchies():
         with contextlib.suppress(OSError):  # another host is still there, or was removed at the same time
             (hierarchy / TOP).rmdir()

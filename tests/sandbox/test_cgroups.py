@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from pyinfra_iluvatar.sandbox.cgroups import hierarchies
+import pytest
+
+from pyinfra_iluvatar.sandbox import cgroups
+from pyinfra_iluvatar.sandbox.cgroups import TOP, hierarchies
 
 HYBRID = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -23,3 +27,12 @@ def test_hybrid_hierarchy_uses_name_systemd_and_unified() -> None:
 
 def test_unified_hierarchy() -> None:
     assert hierarchies(UNIFIED) == [Path("/sys/fs/cgroup")]
+
+
+def test_a_group_removed_while_listing_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cgroups, "hierarchies", lambda: [tmp_path])
+    host = tmp_path / TOP / "ilu3-1"
+    (host / "payload").mkdir(parents=True)
+    (host / "cgroup.procs").write_text(f"{os.getpid()}\n")
+    # No payload/cgroup.procs: the group went between os.walk and the read (a real cgroup always has the file).
+    assert [process.pid for process in cgroups.processes("ilu3-1")] == [os.getpid()]
