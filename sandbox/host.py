@@ -13,6 +13,8 @@ carries ``--directory=<root>`` in its argv: :func:`kill` finds both from the dir
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import signal
 import socket
@@ -267,15 +269,17 @@ def kill_cgroup(machine: str, timeout: float = 15) -> None:
         shutil.rmtree(leftover)
 
 
-def _unescape(field: str) -> str:
-    return field.encode().decode("unicode_escape")
+def _unescape(field: bytes) -> str:
+    """A path in mountinfo: raw bytes, but for space, tab, newline and backslash written as ``\\NNN`` (octal)."""
+    return os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda octal: bytes([int(octal[1], 8)]), field))
 
 
-def mounts_under(directory: Path) -> list[Path]:
-    """Mount points at or below ``directory`` on this machine, deepest first."""
+def mounts_under(directory: Path, mountinfo: bytes | None = None) -> list[Path]:
+    """Mount points at or below ``directory`` on this machine (or in ``mountinfo``), deepest first."""
     prefix = str(directory).rstrip("/")
     points = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+    text = Path("/proc/self/mountinfo").read_bytes() if mountinfo is None else mountinfo
+    for line in text.splitlines():
         point = _unescape(line.split()[4])
         if point == prefix or point.startswith(prefix + "/"):
             points.append(Path(point))

@@ -1,8 +1,10 @@
-"""What makes each sandbox host itself: the per-host files (no root needed)."""
+"""What makes each sandbox host itself: the per-host files; its mounts (no root needed)."""
 
 from __future__ import annotations
 
-from pyinfra_iluvatar.sandbox.host import NETWORK_UNIT, HostConfig, files
+from pathlib import Path
+
+from pyinfra_iluvatar.sandbox.host import NETWORK_UNIT, HostConfig, files, mounts_under
 
 CONFIG = HostConfig(
     name="worker-2",
@@ -47,3 +49,17 @@ def test_every_client_uses_the_proxy_except_for_the_sandbox_itself() -> None:
     manager = written["etc/systemd/system.conf.d/pyinfra-iluvatar-sandbox-proxy.conf"]
     assert manager.startswith("[Manager]\nDefaultEnvironment=")
     assert f'"https_proxy={proxy}"' in manager
+
+
+def test_mount_points_with_spaces_backslashes_and_non_ascii_names() -> None:
+    state = "/var/lib/café sandbox"
+    mountinfo = (
+        b"22 1 0:21 / / rw - ext4 /dev/sda1 rw\n"
+        b"90 22 0:50 / /var/lib/caf\xc3\xa9\\040sandbox/hosts/w\\134x/root rw - overlay overlay rw\n"
+        b"91 90 0:51 / /var/lib/caf\xc3\xa9\\040sandbox/hosts/w\\134x/root/d\xc2\xa0e rw - tmpfs tmpfs rw\n"
+        b"92 22 0:52 / /var/lib/caf\xc3\xa9\\040sandbox-other rw - tmpfs tmpfs rw\n"
+    )
+    assert mounts_under(Path(state), mountinfo) == [
+        Path(f"{state}/hosts/w\\x/root/d\u00a0e"),
+        Path(f"{state}/hosts/w\\x/root"),
+    ]
