@@ -52,8 +52,11 @@ def main() -> None:
             cached.append(timed(up))
             timed(down)
     finally:
-        subprocess.run(down, check=False, stdout=subprocess.DEVNULL, timeout=TIMEOUT)
-        shutil.rmtree(work)
+        # Only a sandbox that is down has no overlays mounted under `work` for rmtree to walk into.
+        if subprocess.run(down, check=False, stdout=subprocess.DEVNULL, timeout=TIMEOUT).returncode == 0:
+            shutil.rmtree(work)
+        else:
+            print(f"`sandbox down` failed: {work} left as it is", file=sys.stderr)
 
     print(f"first image build (debootstrap {options.suite} + adjustments): {build:.1f} s")
     print(f"first `sandbox up --hosts 3` (image build included): {first:.1f} s")
