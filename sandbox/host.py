@@ -13,17 +13,17 @@ carries ``--directory=<root>`` in its argv: :func:`kill` finds both from the dir
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
 import signal
-import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyinfra_iluvatar.sandbox import cgroups
+from pyinfra_iluvatar.sandbox import cgroups, network
 from pyinfra_iluvatar.sandbox.errors import SandboxError
 from pyinfra_iluvatar.sandbox.processes import (
     ProcessRef,
@@ -92,7 +92,7 @@ class HostConfig:
 
     name: str
     address: str
-    prefix: int
+    subnet: ipaddress.IPv4Network
     gateway: str
     proxy_port: int
     machine_id: str
@@ -109,8 +109,7 @@ def files(config: HostConfig) -> dict[str, str]:
     """The per-host files, by path relative to the host's root."""
     proxy = f"http://{config.gateway}:{config.proxy_port}"
     no_proxy = ",".join(
-        ["localhost", "127.0.0.1", "::1", config.gateway, f"{config.gateway.rsplit('.', 1)[0]}.0/{config.prefix}"]
-        + [name for name, _ in config.neighbours]
+        ["localhost", "127.0.0.1", "::1", config.gateway, str(config.subnet)] + [name for name, _ in config.neighbours]
     )
     proxy_variables = {
         "http_proxy": proxy,
@@ -132,7 +131,7 @@ def files(config: HostConfig) -> dict[str, str]:
             "# pyinfra-iluvatar sandbox: a static address on the sandbox bridge; no gateway, no route out.\n"
             "# Sorts before the vendor 80-container-host0.network, which would otherwise win.\n"
             "[Match]\nName=host0\n\n"
-            f"[Network]\nAddress={config.address}/{config.prefix}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n"
+            f"[Network]\nAddress={config.address}/{config.subnet.prefixlen}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n"
         ),
         "etc/apt/apt.conf.d/90pyinfra-iluvatar-sandbox-proxy": (
             f'Acquire::http::Proxy "{proxy}";\nAcquire::https::Proxy "{proxy}";\n'
@@ -210,16 +209,7 @@ def boot(paths: HostPaths, machine: str, name: str, machine_id: str, bridge: str
 def wait_for_ssh(paths: HostPaths, address: str, process: ProcessRef, timeout: float) -> None:
     """Wait until sshd on ``address`` sends its banner; fail early, with the console, if nspawn exits."""
 
-    def answers() -> bool:
-        if not process.alive():
-            return True
-        try:
-            with socket.create_connection((address, 22), timeout=0.5) as connection:
-                return connection.recv(4).startswith(b"SSH-")
-        except OSError:
-            return False
-
-    ready = wait_for(answers, timeout=timeout)
+    ready = wait_for(lambda: not process.alive() or network.answers(address, 22, banner=b"SSH-"), timeout=timeout)
     if not process.alive():
         raise SandboxError(f"{paths.directory.name}: systemd-nspawn exited; console:\n{paths.console_tail()}")
     if not ready:

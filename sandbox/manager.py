@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import socket
 import subprocess
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +34,7 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class SandboxHost:
-    """A host as ``status`` sees it. ``state``: ``running`` (SSH answers), ``starting``, or ``stopped``."""
+    """A host as ``status`` sees it. ``state``: ``running`` (sshd greets), ``starting`` (not yet), or ``stopped``."""
 
     name: str
     group: str
@@ -124,13 +123,11 @@ class Sandbox:
             return []
 
         def look(record: state.HostRecord) -> SandboxHost:
-            alive = record.process is not None and record.process.alive()
-            return SandboxHost(
-                record.name,
-                record.group,
-                record.address,
-                ("running" if _ssh_open(record.address) else "starting") if alive else "stopped",
-            )
+            if record.process is None or not record.process.alive():
+                now = "stopped"
+            else:
+                now = "running" if network.answers(record.address, 22, banner=b"SSH-") else "starting"
+            return SandboxHost(record.name, record.group, record.address, now)
 
         return _parallel(look, current.hosts)
 
@@ -303,7 +300,7 @@ class Sandbox:
                 host.HostConfig(
                     name=record.name,
                     address=record.address,
-                    prefix=net.subnet.prefixlen,
+                    subnet=net.subnet,
                     gateway=net.gateway,
                     proxy_port=proxy.PORT,
                     machine_id=record.machine_id,
@@ -376,11 +373,3 @@ class Sandbox:
             network.delete_link(bridge)
         if self.state_dir.exists():
             shutil.rmtree(self.state_dir)
-
-
-def _ssh_open(address: str) -> bool:
-    try:
-        with socket.create_connection((address, 22), timeout=0.5):
-            return True
-    except OSError:
-        return False

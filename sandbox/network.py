@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,15 @@ def create_bridge(network: SandboxNetwork, owner: str) -> None:
     Path(f"/proc/sys/net/ipv4/conf/{bridge}/forwarding").write_text("0\n")
     run(["ip", "address", "add", f"{network.gateway}/{network.subnet.prefixlen}", "dev", bridge])
     run(["ip", "link", "set", "dev", bridge, "up"])
+
+
+def answers(address: str, port: int, *, banner: bytes = b"", timeout: float = 0.5) -> bool:
+    """Whether ``address:port`` accepts a TCP connection (and, given ``banner``, greets with it, as sshd does)."""
+    try:
+        with socket.create_connection((address, port), timeout=timeout) as connection:
+            return not banner or connection.recv(len(banner)).startswith(banner)
+    except OSError:
+        return False
 
 
 def link_exists(name: str) -> bool:

@@ -148,7 +148,8 @@ def start_daemon(argv: Sequence[str], log: Path, env: Mapping[str, str] | None =
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
+    # Until it is reaped, our child keeps its /proc entry (as a zombie at worst), so it always has a ref here. One
+    # that exits at once is caught by the callers, which check `alive()` while they wait for it to be ready.
     ref = ProcessRef.of(process.pid)
-    if ref is None:
-        raise SandboxError(f"`{' '.join(argv)}` exited at once; see {log}")
+    assert ref is not None
     return ref

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from pyinfra_iluvatar.sandbox import network
 from pyinfra_iluvatar.sandbox.errors import SandboxError
 from pyinfra_iluvatar.sandbox.processes import ProcessRef, command_line, start_daemon, wait_for
 
@@ -244,17 +245,7 @@ def start(address: str, port: int, allow: Sequence[str], owner: str, log: Path) 
     for entry in allow:
         argv += ["--allow", entry]
     process = start_daemon(argv, log)
-
-    def accepting() -> bool:
-        if not process.alive():
-            return True
-        try:
-            socket.create_connection((address, port), timeout=0.5).close()
-        except OSError:
-            return False
-        return True
-
-    ready = wait_for(accepting, timeout=10)
+    ready = wait_for(lambda: not process.alive() or network.answers(address, port), timeout=10)
     if not process.alive():
         raise SandboxError(f"the sandbox proxy did not start: {log.read_text()[-2000:]}")
     if not ready:

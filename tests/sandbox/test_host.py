@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pyinfra_iluvatar.sandbox.host import NETWORK_UNIT, HostConfig, files, mounts_under
@@ -9,7 +10,7 @@ from pyinfra_iluvatar.sandbox.host import NETWORK_UNIT, HostConfig, files, mount
 CONFIG = HostConfig(
     name="worker-2",
     address="198.18.4.12",
-    prefix=24,
+    subnet=ipaddress.IPv4Network("198.18.4.0/24"),
     gateway="198.18.4.1",
     proxy_port=3128,
     machine_id="0123456789abcdef0123456789abcdef",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import socket
+import threading
 
 import pytest
 
 from pyinfra_iluvatar.sandbox.errors import SandboxError
-from pyinfra_iluvatar.sandbox.network import SandboxNetwork
+from pyinfra_iluvatar.sandbox.network import SandboxNetwork, answers
 
 TEST_NETWORKS = ipaddress.IPv4Network("198.18.0.0/15")
 
@@ -44,3 +47,24 @@ def test_veth_names_fit_the_kernel_limit() -> None:
     longest = SandboxNetwork(255).machine_name(SandboxNetwork(255).max_hosts - 1)
     assert longest == "ilu255-244"
     assert len("vb-" + longest) <= 15
+
+
+def test_a_port_answers_when_it_accepts_and_greets_as_asked() -> None:
+    def greet(server: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # until the server is closed
+            while True:
+                connection, _ = server.accept()
+                with connection:
+                    connection.sendall(b"SSH-2.0-test\r\n")
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        assert answers("127.0.0.1", port), "the kernel accepts the connection"
+        assert not answers("127.0.0.1", port, banner=b"SSH-", timeout=0.2), "but nobody greets"
+        greeter = threading.Thread(target=greet, args=(server,), daemon=True)
+        greeter.start()
+        assert answers("127.0.0.1", port, banner=b"SSH-")
+        assert not answers("127.0.0.1", port, banner=b"HTTP", timeout=0.2)
+        server.shutdown(socket.SHUT_RDWR)
+    greeter.join(timeout=5)
+    assert not answers("127.0.0.1", port), "nothing listens any more"
