@@ -89,7 +89,7 @@ def cached(cache_dir: Path, spec: ImageSpec) -> Path | None:
 
 
 def ensure(cache_dir: Path, spec: ImageSpec, say: Callable[[str], None]) -> Path:
-    """The image for ``spec``: from the cache, or built now (about a minute and a half) and cached."""
+    """The image for ``spec``: from the cache, or built now (about a minute: 62 s on a 2-core machine) and cached."""
     with locked(cache_dir):
         image = cached(cache_dir, spec)
         if image is not None:
