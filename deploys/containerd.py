@@ -53,7 +53,7 @@ def containerd_runtime() -> None:
     )
     systemd.daemon_reload(name="Reload systemd units", _if=any_changed(unmask, unit))
     restart = systemd.service(
-        name="Restart containerd (binaries, unit or config changed)",
+        name="Start or restart containerd (binaries, unit or config changed)",
         service=SERVICE,
         restarted=True,
         _if=any_changed(binaries, unmask, unit, config),

@@ -135,28 +135,38 @@ def test_packaged_containerd_is_refused_before_any_change_on_any_host(lab: Lab) 
     host = lab.hosts[2]
     apt = "DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Options::=--force-confold"
     lab.ssh(host, f"apt-get update -q >/dev/null && {apt} install containerd >/dev/null")
-    try:
-        result = lab.session.pyinfra("--parallel", "3", *lab.data_arguments(OLD), "deploys/containerd.py")
-        assert result.returncode != 0
-        output = result.stdout + result.stderr
-        assert f"{host}: containerd is already installed from the package containerd 1.6.20~ds1" in output
-        assert "iluvatar_containerd_replace_package=true" in output
-        for each in lab.hosts:  # raised while preparing: no operation ran on any host
-            assert lab.ssh(each, "test -e /usr/local/bin/containerd && echo present || echo absent").strip() == "absent"
-            assert lab.ssh(each, "test -e /var/lib/pyinfra-iluvatar && echo present || echo absent").strip() == "absent"
-    finally:
-        lab.ssh(host, f"{apt} purge containerd runc >/dev/null && {apt} autoremove >/dev/null")
+    result = lab.session.pyinfra("--parallel", "3", *lab.data_arguments(OLD), "deploys/containerd.py")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert f"{host}: containerd is already installed from the package containerd 1.6.20~ds1" in output
+    assert "iluvatar_containerd_replace_package=true" in output
+    for each in lab.hosts:  # raised while preparing: no operation ran on any host
+        assert lab.ssh(each, "test -e /usr/local/bin/containerd && echo present || echo absent").strip() == "absent"
+        assert lab.ssh(each, "test -e /var/lib/pyinfra-iluvatar && echo present || echo absent").strip() == "absent"
+    # The package stays: the next test replaces it.
 
 
 def test_first_install_on_three_hosts_downloads_each_artifact_once(lab: Lab) -> None:
+    """Controller download mode; the third host still has Debian's containerd package, which is replaced."""
     lab.upstream.counts.clear()
-    report = lab.deploy("deploys/containerd.py", "deploys/cni.py", iluvatar_download="controller")
+    report = lab.deploy(
+        "deploys/containerd.py",
+        "deploys/cni.py",
+        iluvatar_download="controller",
+        iluvatar_containerd_replace_package=True,
+    )
     assert lab.controller_cache.is_dir()
     assert report["returncode"] == 0, report["stderr"][-3000:]
     assert failed_hosts(report) == []
     ops = changed(report)
     assert sorted(ops[f"containerd {OLD} binaries"]) == sorted(lab.hosts)
-    assert sorted(ops["containerd running and enabled"]) == sorted(lab.hosts)
+    assert sorted(ops["containerd answers ctr version"]) == sorted(lab.hosts)
+    # Started (or, on the third host where the package had it running, restarted) once; then enabled where the
+    # package had not enabled it already.
+    assert sorted(ops["Start or restart containerd (binaries, unit or config changed)"]) == sorted(lab.hosts)
+    assert sorted(ops["containerd running and enabled"]) == lab.hosts[:2]
+    assert ops["No packaged containerd"] == [lab.hosts[2]]
+    assert lab.ssh(lab.hosts[2], "dpkg-query -W -f '${db:Status-Status}' containerd").strip() == "config-files"
 
     downloads = {path: count for path, count in lab.upstream.counts.items() if "/releases/download/" in path}
     containerd_archive = f"/{CONTAINERD}/releases/download/v{OLD}/containerd-{OLD}-linux-amd64.tar.gz"
@@ -207,7 +217,8 @@ def test_upgrade_restarts_once_and_converges(lab: Lab) -> None:
     assert report["returncode"] == 0, report["stderr"][-3000:]
     ops = changed(report)
     assert sorted(ops[f"containerd {NEW} binaries"]) == sorted(lab.hosts)
-    assert sorted(ops["Restart containerd (binaries, unit or config changed)"]) == sorted(lab.hosts)
+    assert sorted(ops["Start or restart containerd (binaries, unit or config changed)"]) == sorted(lab.hosts)
+    assert "containerd running and enabled" not in ops  # restarted once, not started again
     for host in lab.hosts:
         assert f"Version:  {NEW}" in lab.ssh(host, "/usr/bin/ctr version")
     assert changed(lab.deploy("deploys/containerd.py", lock=NEW)) == {}
