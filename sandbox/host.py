@@ -235,14 +235,27 @@ def kill(paths: HostPaths, timeout: float = 15) -> None:
     nspawn is killed only if it does not exit by itself; whatever is left in the host's cgroups is killed last.
     """
     machine = paths.machine()
-    for container in _containers(paths):
-        container.signal(signal.SIGKILL)
+
+    def kill_containers() -> bool:
+        """SIGKILL the container's processes; whether there were none. Asked again and again: an nspawn that was
+        still starting (a killed `up`) makes its container after the first look, and waits for it to exit."""
+        containers = _containers(paths)
+        for container in containers:
+            container.signal(signal.SIGKILL)
+        return not containers
+
+    def nspawns_gone() -> bool:
+        kill_containers()
+        for process in nspawns:
+            process.reap()
+        return not any(process.alive() for process in nspawns)
+
+    # Each look scans all of /proc, and hosts are killed in parallel: look five times a second, not twenty.
     nspawns = _nspawn_processes(paths)
-    if not all(process.wait_gone(timeout) for process in nspawns):
+    if not wait_for(nspawns_gone, timeout=timeout, interval=0.2):
         for process in nspawns:
             process.signal(signal.SIGKILL)
-    # Each look scans all of /proc, and hosts are killed in parallel: look five times a second, not twenty.
-    if not wait_for(lambda: not (_nspawn_processes(paths) or _containers(paths)), timeout=timeout, interval=0.2):
+    if not wait_for(lambda: kill_containers() and not _nspawn_processes(paths), timeout=timeout, interval=0.2):
         raise SandboxError(f"{paths.directory.name}: its processes did not exit within {timeout:.0f} s")
     if machine:
         kill_cgroup(machine, timeout)
