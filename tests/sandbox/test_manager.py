@@ -8,10 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from pyinfra_iluvatar.sandbox import Sandbox, image, state
+from pyinfra_iluvatar.sandbox import Sandbox, image, manager, state
 from pyinfra_iluvatar.sandbox.errors import PrerequisiteError, SandboxError
 from pyinfra_iluvatar.sandbox.manager import MARKER
 from pyinfra_iluvatar.sandbox.network import SandboxNetwork
+
+
+@pytest.fixture(autouse=True)
+def _locks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lock files here, not one more in /run/lock for each test's state directory."""
+    monkeypatch.setattr(manager, "LOCKS", tmp_path / "locks")
 
 
 def test_down_refuses_a_directory_that_is_not_a_sandbox(tmp_path: Path) -> None:
