@@ -11,9 +11,10 @@ from typing import Any, TypeVar, cast
 
 import click
 
-from pyinfra_iluvatar.sandbox import settings
+from pyinfra_iluvatar.sandbox import proxy, settings
 from pyinfra_iluvatar.sandbox.errors import SandboxError
 from pyinfra_iluvatar.sandbox.manager import Sandbox
+from pyinfra_iluvatar.urls import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -22,24 +23,40 @@ def _say(message: str) -> None:
     click.echo(f"sandbox: {message}", err=True)
 
 
+class _Checked(click.types.StringParamType):
+    """A string option checked by ``parse``, whose ``ValueError`` becomes a usage error saying what is accepted."""
+
+    def __init__(self, name: str, parse: Callable[[str], object], accepted: str) -> None:
+        self.name = name
+        self._parse = parse
+        self._accepted = accepted
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        """``value`` as given, once ``parse`` accepts it (shown with credentials masked if it does not)."""
+        text = super().convert(value, param, ctx)
+        try:
+            self._parse(text)
+        except ValueError as error:
+            self.fail(f"{redact(repr(text))} is not valid ({error}); accepted: {self._accepted}", param, ctx)
+        return text
+
+
 def _sandbox_options(function: F) -> F:
-    """The options every subcommand shares (``state_dir``, ``cache_dir``); a :class:`SandboxError` is printed."""
+    """The options every subcommand shares (``state_dir``, ``cache_dir``); a :class:`SandboxError` is printed.
+
+    Options left out are None: :class:`Sandbox` takes them from the environment, and names a bad variable.
+    """
 
     @click.option(
         "--state-dir",
         type=click.Path(path_type=Path, file_okay=False),
-        envvar=settings.STATE_DIR_ENV,
-        default=settings.DEFAULT_STATE_DIR,
-        show_default=True,
-        help=f"Where the sandbox keeps its state, keys and host layers [env {settings.STATE_DIR_ENV}].",
+        help="Where the sandbox keeps its state, keys and host layers"
+        f" [env {settings.STATE_DIR_ENV}; default {settings.DEFAULT_STATE_DIR}].",
     )
     @click.option(
         "--cache-dir",
         type=click.Path(path_type=Path, file_okay=False),
-        envvar=settings.CACHE_DIR_ENV,
-        default=settings.DEFAULT_CACHE_DIR,
-        show_default=True,
-        help=f"Where base images are cached [env {settings.CACHE_DIR_ENV}].",
+        help=f"Where base images are cached [env {settings.CACHE_DIR_ENV}; default {settings.DEFAULT_CACHE_DIR}].",
     )
     @wraps(function)
     def wrapper(**kwargs: Any) -> Any:
@@ -63,33 +80,30 @@ def sandbox() -> None:
 @click.option(
     "--net",
     type=click.IntRange(0, 255),
-    envvar=settings.NET_ENV,
-    default=0,
-    show_default=True,
-    help=f"Network number N: bridge ilusbxN, addresses 198.18.N.0/24 [env {settings.NET_ENV}].",
+    help=f"Network number N: bridge ilusbxN, addresses 198.18.N.0/24 [env {settings.NET_ENV}; default 0].",
 )
 @click.option(
     "--mirror",
-    envvar=settings.MIRROR_ENV,
-    default=settings.DEFAULT_MIRROR,
-    show_default=True,
-    help=f"Debian mirror for the image [env {settings.MIRROR_ENV}].",
+    type=_Checked("URL", settings.MIRROR.parse, settings.MIRROR.accepted),
+    help=f"Debian mirror for the image [env {settings.MIRROR_ENV}; default {settings.DEFAULT_MIRROR}].",
 )
 @click.option(
     "--proxy-allow",
     multiple=True,
-    help="A host the proxy lets hosts reach (repeat; replaces the default list"
-    f" {', '.join(settings.DEFAULT_PROXY_ALLOW)}) [env {settings.PROXY_ALLOW_ENV}, comma-separated].",
+    type=_Checked("ENTRY", proxy.parse_entry, proxy.ENTRY_ACCEPTED),
+    help="A host the proxy lets hosts reach: HOST, .DOMAIN (its subdomains), or either with :PORT (repeat;"
+    f" replaces the default list {', '.join(settings.DEFAULT_PROXY_ALLOW)}) [env {settings.PROXY_ALLOW_ENV},"
+    " comma-separated].",
 )
 @_sandbox_options
 def up(
-    state_dir: Path,
-    cache_dir: Path,
+    state_dir: Path | None,
+    cache_dir: Path | None,
     workers: int,
     build_hosts: int,
     suite: str,
-    net: int,
-    mirror: str,
+    net: int | None,
+    mirror: str | None,
     proxy_allow: tuple[str, ...],
 ) -> None:
     """Bring up the sandbox (reused if it is up just so); then `pyinfra inventories/sandbox.py ...`."""
@@ -102,7 +116,7 @@ def up(
 
 @sandbox.command()
 @_sandbox_options
-def down(state_dir: Path, cache_dir: Path) -> None:
+def down(state_dir: Path | None, cache_dir: Path | None) -> None:
     """Take the sandbox down and remove everything it made (safe to repeat)."""
     Sandbox(state_dir, cache_dir, say=_say).down()
     _say("down")
@@ -121,7 +135,7 @@ def _print_hosts(sandbox: Sandbox) -> None:
 
 @sandbox.command()
 @_sandbox_options
-def status(state_dir: Path, cache_dir: Path) -> None:
+def status(state_dir: Path | None, cache_dir: Path | None) -> None:
     """List the hosts: name, group, address, state (running, starting, stopped)."""
     _print_hosts(Sandbox(state_dir, cache_dir))
 
@@ -130,7 +144,7 @@ def status(state_dir: Path, cache_dir: Path) -> None:
 @click.argument("host", required=False)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @_sandbox_options
-def shell(state_dir: Path, cache_dir: Path, host: str | None, command: tuple[str, ...]) -> None:
+def shell(state_dir: Path | None, cache_dir: Path | None, host: str | None, command: tuple[str, ...]) -> None:
     """Open a root shell on HOST (the first host by default), or run COMMAND there."""
     sandbox = Sandbox(state_dir, cache_dir)
     hosts = sandbox.status()

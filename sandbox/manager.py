@@ -59,23 +59,23 @@ class Sandbox:
 
     def __init__(
         self,
-        state_dir: Path | None = None,
-        cache_dir: Path | None = None,
+        state_dir: str | Path | None = None,
+        cache_dir: str | Path | None = None,
         *,
         net: int | None = None,
         mirror: str | None = None,
         proxy_allow: Sequence[str] | None = None,
         say: Callable[[str], None] = _quiet,
     ) -> None:
-        self.state_dir = (state_dir or settings.state_dir()).absolute()
-        self.cache_dir = (cache_dir or settings.cache_dir()).absolute()
-        self._net = settings.net() if net is None else net
-        self.mirror = mirror or settings.mirror()
-        self.proxy_allow = list(proxy_allow or settings.proxy_allow())
-        try:
-            proxy.Allowlist(self.proxy_allow)
-        except ValueError as error:
-            raise SandboxError(f"{error} (--proxy-allow or {settings.PROXY_ALLOW_ENV})") from None
+        """Each setting left out (None) comes from its environment variable, else its default (:mod:`.settings`).
+
+        A bad value, given or from the environment, is a :class:`SandboxError` naming it and what is accepted.
+        """
+        self.state_dir = settings.STATE_DIR.get(state_dir)
+        self.cache_dir = settings.CACHE_DIR.get(cache_dir)
+        self._net = settings.NET.get(net)
+        self.mirror = settings.MIRROR.get(mirror)
+        self.proxy_allow = list(settings.PROXY_ALLOW.get(proxy_allow))
         self.say = say
 
     # What the rest of the project reads.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import re
 import selectors
 import socket
 import socketserver
@@ -43,22 +44,49 @@ CHUNK = 65536
 TIMEOUT = 60.0
 
 
+# What an allowlist entry may be, as messages about a bad one say.
+ENTRY_ACCEPTED = "HOST (a host name or IPv4 address), .DOMAIN (its subdomains), or either with :PORT (1 to 65535)"
+_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+_HOST_OR_DOMAIN = re.compile(rf"\.?{_LABEL}(?:\.{_LABEL})*")
+
+
+def parse_entry(entry: str) -> tuple[str, tuple[int, ...]]:
+    """``entry`` as (host or ``.domain``, lower case without a trailing dot; the ports it allows).
+
+    Raises ``ValueError`` saying what is wrong: anything else (``*``, a URL, a path, a port outside 1 to 65535)
+    would never match a request, so the proxy would refuse what the entry was meant to allow.
+    """
+    if not entry.strip():
+        raise ValueError("empty")
+    if any(character.isspace() for character in entry):
+        raise ValueError("contains whitespace")
+    if "://" in entry:
+        raise ValueError("a URL: give its host name only")
+    host, colon, port = entry.partition(":")
+    host = host.removesuffix(".")
+    if colon and not (re.fullmatch(r"[0-9]{1,5}", port) and 1 <= int(port) <= 65535):
+        raise ValueError("the port is not a number from 1 to 65535")
+    if not _HOST_OR_DOMAIN.fullmatch(host):
+        raise ValueError("not a host name, IPv4 address or .DOMAIN")
+    return host.lower(), (int(port),) if colon else DEFAULT_PORTS
+
+
 class Allowlist:
     """Which ``host:port`` pairs the proxy connects to.
 
     An entry is a host name (ports 80 and 443), ``.domain`` (every subdomain of it, ports 80 and 443), or either
-    with ``:PORT`` (that port only). Matching ignores case and a trailing dot.
+    with ``:PORT`` (that port only). Matching ignores case and a trailing dot. A bad entry is a ``ValueError``
+    naming it (:func:`parse_entry`).
     """
 
     def __init__(self, entries: Iterable[str]) -> None:
         self.entries = tuple(entries)
         self._rules: list[tuple[str, tuple[int, ...]]] = []
         for entry in self.entries:
-            host, colon, port = entry.strip().lower().partition(":")
-            host = host.rstrip(".")
-            if not host or (colon and not port.isdigit()):
-                raise ValueError(f"bad allowlist entry {entry!r}: expected HOST, .DOMAIN, or either with :PORT")
-            self._rules.append((host, (int(port),) if port else DEFAULT_PORTS))
+            try:
+                self._rules.append(parse_entry(entry))
+            except ValueError as error:
+                raise ValueError(f"bad allowlist entry {entry!r}: {error}") from None
 
     def allows(self, host: str, port: int) -> bool:
         """Whether the proxy may connect to ``host`` on ``port``."""

@@ -1,7 +1,8 @@
-"""The package as users get it: a wheel with one top-level package, importable from anywhere."""
+"""The package as users get it: a wheel with one top-level package, its types and license, importable anywhere."""
 
 from __future__ import annotations
 
+import email
 import subprocess
 import sys
 import venv
@@ -33,6 +34,32 @@ def test_wheel_installs_only_pyinfra_iluvatar(wheel: Path) -> None:
     for package in ("facts", "operations", "deploys"):
         assert f"pyinfra_iluvatar/{package}/__init__.py" in names
     assert not [name for name in names if "/tests/" in name], "tests must not ship in the wheel"
+
+
+def test_wheel_ships_types_and_license(wheel: Path) -> None:
+    archive = zipfile.ZipFile(wheel)
+    names = archive.namelist()
+    assert "pyinfra_iluvatar/py.typed" in names, "type checkers would ignore the package's hints"
+    (license_file,) = [name for name in names if name.endswith(".dist-info/licenses/LICENSE")]
+    assert archive.read(license_file) == (ROOT / "LICENSE").read_bytes()
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License\n\nCopyright (c) 2026 pyinfra-iluvatar authors\n")
+
+
+def test_wheel_metadata(wheel: Path) -> None:
+    archive = zipfile.ZipFile(wheel)
+    (metadata_file,) = [name for name in archive.namelist() if name.endswith(".dist-info/METADATA")]
+    metadata = email.message_from_string(archive.read(metadata_file).decode())
+    assert metadata["License-Expression"] == "MIT"
+    assert metadata.get_all("License-File") == ["LICENSE"]
+    expected = {
+        *(f"Programming Language :: Python :: 3.{minor}" for minor in range(10, 14)),
+        "Operating System :: POSIX :: Linux",
+        "Intended Audience :: System Administrators",
+        "Topic :: System :: Systems Administration",
+        "Typing :: Typed",
+    }
+    assert expected <= set(metadata.get_all("Classifier", []))
+    assert "Ilúvatar, https://github.com/COS-IN/iluvatar-faas" in metadata.get_all("Project-URL", [])
 
 
 def test_wheel_imports_and_answers_from_another_directory(wheel: Path, tmp_path: Path) -> None:

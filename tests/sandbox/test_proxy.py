@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import re
 import socket
 import socketserver
 import threading
@@ -11,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pyinfra_iluvatar.sandbox.proxy import Allowlist, ProxyServer
+from pyinfra_iluvatar.sandbox.proxy import Allowlist, ProxyServer, parse_entry
 
 
 @pytest.mark.parametrize(
@@ -38,10 +39,46 @@ def test_allowlist(host: str, port: int, allowed: bool) -> None:
     assert allowlist.allows(host, port) is allowed
 
 
-@pytest.mark.parametrize("entry", ["", "host:http", ":80"])
-def test_bad_allowlist_entries(entry: str) -> None:
-    with pytest.raises(ValueError, match="bad allowlist entry"):
-        Allowlist([entry])
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ("", "empty"),
+        (" ", "empty"),
+        (" pypi.org", "contains whitespace"),
+        ("pypi .org", "contains whitespace"),
+        ("*", "not a host name"),
+        ("*.debian.org", "not a host name"),
+        ("..debian.org", "not a host name"),
+        ("-bad.org", "not a host name"),
+        ("deb.debian.org/debian", "not a host name"),
+        ("user@pypi.org", "not a host name"),
+        (":80", "not a host name"),
+        ("http://deb.debian.org", "a URL"),
+        ("https://pypi.org:443", "a URL"),
+        ("host:http", "the port is not a number from 1 to 65535"),
+        ("host:", "the port is not a number from 1 to 65535"),
+        ("host:0", "the port is not a number from 1 to 65535"),
+        ("host:99999", "the port is not a number from 1 to 65535"),
+        ("host:80:81", "the port is not a number from 1 to 65535"),
+        ("host:\u00b2", "the port is not a number from 1 to 65535"),
+    ],
+)
+def test_bad_allowlist_entries(entry: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=f"^bad allowlist entry {re.escape(repr(entry))}: {reason}"):
+        Allowlist(["pypi.org", entry])
+
+
+@pytest.mark.parametrize(
+    ("entry", "rule"),
+    [
+        ("Deb.Debian.org.", ("deb.debian.org", (80, 443))),
+        (".example.net", (".example.net", (80, 443))),
+        ("cache.local:3142", ("cache.local", (3142,))),
+        ("127.0.0.1:65535", ("127.0.0.1", (65535,))),
+    ],
+)
+def test_good_allowlist_entries(entry: str, rule: tuple[str, tuple[int, ...]]) -> None:
+    assert parse_entry(entry) == rule
 
 
 def test_binding_asks_no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
