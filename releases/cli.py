@@ -13,6 +13,7 @@ from pyinfra_iluvatar.releases.godev import DEFAULT_DL, GoDevClient, GoDevError
 from pyinfra_iluvatar.releases.lockfile import Lock, LockedComponent, LockError
 from pyinfra_iluvatar.releases.resolve import ResolveError, resolve_all
 from pyinfra_iluvatar.releases.specs import LATEST, Spec, SpecError, parse_spec
+from pyinfra_iluvatar.urls import http_url, redact
 
 _SPEC_HELP = "[default: its constraint in the lock file, else latest]"
 
@@ -22,6 +23,20 @@ def _spec(_context: click.Context, _parameter: click.Parameter, value: str | Non
         return parse_spec(value) if value is not None else None
     except SpecError as error:
         raise click.BadParameter(str(error)) from None
+
+
+def _url(_context: click.Context, _parameter: click.Parameter, value: str) -> str:
+    """``value`` as a base URL (no trailing ``/``); :class:`click.BadParameter` shows it with credentials masked."""
+    try:
+        return http_url(value, base=True)
+    except ValueError as error:
+        raise click.BadParameter(f"{redact(value)!r}: {error}") from None
+
+
+def _recorded(old: Lock | None, name: str) -> Spec:
+    """The spec component ``name`` was locked from in ``old``, else ``latest``."""
+    locked = old.components.get(name) if old is not None else None
+    return parse_spec(locked.constraint if locked is not None else LATEST)
 
 
 def _change(old: LockedComponent | None, new: LockedComponent) -> str:
@@ -60,11 +75,18 @@ def _change(old: LockedComponent | None, new: LockedComponent) -> str:
 @click.option(
     "--github-api",
     default=DEFAULT_API,
+    callback=_url,
     show_default=True,
     help="GitHub API base URL (GitHub Enterprise: https://HOST/api/v3). GITHUB_TOKEN, when set, is sent to it"
     " over https (or plain http to a loopback address) only.",
 )
-@click.option("--go-dl", default=DEFAULT_DL, show_default=True, help="Go download page that lists releases as JSON.")
+@click.option(
+    "--go-dl",
+    default=DEFAULT_DL,
+    callback=_url,
+    show_default=True,
+    help="Go download page that lists releases as JSON (and serves the files).",
+)
 def lock(
     lock_file: Path,
     containerd: Spec | None,
@@ -88,10 +110,7 @@ def lock(
     except LockError as error:
         raise click.ClickException(f"{error} (fix or remove it, then re-run)") from None
     given = {"containerd": containerd, "cni-plugins": cni_plugins, "go": go, "cnitool": cnitool}
-    specs = {
-        name: given[name] or parse_spec(old.component(name).constraint if old is not None else LATEST)
-        for name in COMPONENTS
-    }
+    specs = {name: given[name] or _recorded(old, name) for name in COMPONENTS}
     github = GithubClient.from_environment(github_api)
     token_note = " (GITHUB_TOKEN set)" if github.authenticated else ""
     if github.token_withheld:

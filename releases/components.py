@@ -12,22 +12,29 @@ Four components are locked:
   with ``go install github.com/containernetworking/cni/cnitool@<tag>``).
 
 Architectures are named as Debian names them (``dpkg --print-architecture``, pyinfra's ``deb.DebArch`` fact); each
-component maps them to its upstream's spelling.
+component maps them to its upstream's spelling (:data:`UPSTREAM_ARCH`), and a host's ``uname -m`` maps to them with
+:data:`MACHINE_ARCH`. All three come from one table, so the accepted set (:data:`ARCHES`) is spelled out once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Debian architecture name -> the name containerd, the CNI plugins and go.dev use for it.
-UPSTREAM_ARCH: dict[str, str] = {
-    "amd64": "amd64",
-    "arm64": "arm64",
-    "ppc64el": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-}
-ARCHES: tuple[str, ...] = tuple(UPSTREAM_ARCH)
+# Every accepted architecture: (Debian's name, `uname -m`, the name containerd, the CNI plugins and go.dev use).
+_ARCH_NAMES: tuple[tuple[str, str, str], ...] = (
+    ("amd64", "x86_64", "amd64"),
+    ("arm64", "aarch64", "arm64"),
+    ("ppc64el", "ppc64le", "ppc64le"),
+    ("s390x", "s390x", "s390x"),
+    ("riscv64", "riscv64", "riscv64"),
+)
+ARCHES: tuple[str, ...] = tuple(debian for debian, _, _ in _ARCH_NAMES)
+"""The Debian architecture names that can be locked (``--arch``) and deployed to."""
+UPSTREAM_ARCH: dict[str, str] = {debian: upstream for debian, _, upstream in _ARCH_NAMES}
+"""Debian architecture name -> the name upstream's file names use for it (``ppc64el`` -> ``ppc64le``)."""
+MACHINE_ARCH: dict[str, str] = {machine: debian for debian, machine, _ in _ARCH_NAMES}
+"""A host's ``uname -m`` -> its Debian architecture name (``x86_64`` -> ``amd64``); its values are :data:`ARCHES`,
+so a machine missing from it (``armv7l``, ``i686``) is one no artifact is locked for."""
 DEFAULT_ARCHES: tuple[str, ...] = ("amd64", "arm64")
 
 CNITOOL_PACKAGE = "github.com/containernetworking/cni/cnitool"
@@ -56,9 +63,24 @@ class GithubSource:
         rest = tag[len(self.tag_prefix) :]
         return rest if tag.startswith(self.tag_prefix) and rest[:1].isdigit() else None
 
+    def download_path(self, tag: str, filename: str) -> str:
+        """The URL path GitHub serves a release file at: ``/<owner>/<repo>/releases/download/<tag>/<file>``, on
+        github.com, a GitHub Enterprise host or a test server alike."""
+        return f"/{self.owner}/{self.repo}/releases/download/{tag}/{filename}"
+
     def mirror_path(self, tag: str, filename: str) -> str:
-        """Where a mirror serves a release file: upstream's download path under ``github.com/``."""
-        return f"github.com/{self.owner}/{self.repo}/releases/download/{tag}/{filename}"
+        """Where a mirror serves a release file: upstream's download path under ``github.com``."""
+        return "github.com" + self.download_path(tag, filename)
+
+
+@dataclass(frozen=True)
+class PublishedFile:
+    """One archive as upstream publishes it: its file name, the path its download URL ends with (whatever the
+    host), and its path under a mirror. A locked artifact must match all three."""
+
+    filename: str
+    download_path: str
+    mirror_path: str
 
 
 @dataclass(frozen=True)
@@ -81,6 +103,11 @@ class ReleaseAssets:
     def checksum_filename(self, version: str, arch: str) -> str:
         """The checksum file published beside the archive."""
         return self.filename(version, arch) + self.checksum_suffix
+
+    def published(self, version: str, arch: str) -> PublishedFile:
+        """The archive for ``version`` on Debian architecture ``arch``, as its release publishes it."""
+        tag, filename = self.source.tag(version), self.filename(version, arch)
+        return PublishedFile(filename, self.source.download_path(tag, filename), self.source.mirror_path(tag, filename))
 
 
 @dataclass(frozen=True)
@@ -109,12 +136,25 @@ class GoToolchain:
         rest = tag[len(self.version_prefix) :]
         return rest if tag.startswith(self.version_prefix) and rest[:1].isdigit() else None
 
+    def filename(self, version: str, arch: str) -> str:
+        """The archive's file name for ``version`` on Debian architecture ``arch`` (``go1.23.4.linux-amd64.tar.gz``)."""
+        return f"{self.tag(version)}.{self.os}-{UPSTREAM_ARCH[arch]}.tar.gz"
+
     @staticmethod
     def mirror_path(filename: str) -> str:
         """Where a mirror serves a go.dev file: ``go.dev/dl/<file>``."""
         return f"go.dev/dl/{filename}"
 
+    def published(self, version: str, arch: str) -> PublishedFile:
+        """The archive for ``version`` on Debian architecture ``arch``, as go.dev publishes it. Its download URL ends
+        with ``/<file>`` only: files are served right under the download page, which ``lock --go-dl`` may put
+        anywhere (``https://go.dev/dl/``, a copy of it, the test server's ``/dl/``)."""
+        filename = self.filename(version, arch)
+        return PublishedFile(filename, f"/{filename}", self.mirror_path(filename))
 
+
+Downloadable = ReleaseAssets | GoToolchain
+"""A component with one archive per architecture (:meth:`~ReleaseAssets.published` says which)."""
 Component = ReleaseAssets | TagOnly | GoToolchain
 
 CONTAINERD = ReleaseAssets(

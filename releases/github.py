@@ -4,6 +4,7 @@ The API base URL is configurable (``https://api.github.com``, a GitHub Enterpris
 server). A token (``GITHUB_TOKEN``) is sent as ``Authorization: Bearer`` to the API base URL only, never to download
 hosts, and never appears in a message, a ``repr`` or a log line. It goes only over https, or over plain http to a
 loopback address (a test server): a plain-http API elsewhere gets no token (:attr:`GithubClient.token_withheld`).
+Every error message has the credentials of any URL in it masked (:func:`~pyinfra_iluvatar.urls.redact`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,18 @@ from urllib.parse import urlsplit
 
 import requests
 
+from pyinfra_iluvatar.releases.http import describe
+from pyinfra_iluvatar.urls import redact
+
 DEFAULT_API = "https://api.github.com"
 TIMEOUT_S = 30.0
 
 
 class GithubError(Exception):
-    """The GitHub API (or a download host) gave no usable answer."""
+    """The GitHub API (or a download host) gave no usable answer; the message has URL credentials masked."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 class NotFound(GithubError):
@@ -144,7 +151,7 @@ class GithubClient:
         try:
             response = self._session.get(url, timeout=TIMEOUT_S)
         except requests.RequestException as error:
-            raise GithubError(f"cannot download {url}: {type(error).__name__}") from None
+            raise GithubError(f"cannot download {url}: {describe(error)}") from None
         if response.status_code != 200:
             error_class = NotFound if response.status_code == 404 else GithubError
             raise error_class(f"cannot download {url}: HTTP {response.status_code}")
@@ -161,7 +168,7 @@ class GithubClient:
         try:
             response = self._session.get(url, headers=headers, timeout=TIMEOUT_S)
         except requests.RequestException as error:
-            raise GithubError(f"cannot reach the GitHub API at {self.api}: {type(error).__name__}") from None
+            raise GithubError(f"GitHub API: cannot fetch {url}: {describe(error)}") from None
         if response.status_code == 200:
             return response
         where = self._where(url)

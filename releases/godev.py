@@ -1,7 +1,7 @@
 """go.dev's list of Go releases (``<dl>?mode=json&include=all``): versions, stability, files and their sha256.
 
 The download base is configurable (``https://go.dev/dl/``, a mirror, a test server); files are downloaded from
-``<dl>/<filename>``.
+``<dl>/<filename>``. Error messages have the credentials of any URL in them masked.
 """
 
 from __future__ import annotations
@@ -11,12 +11,18 @@ from typing import Any
 
 import requests
 
+from pyinfra_iluvatar.releases.http import describe
+from pyinfra_iluvatar.urls import redact
+
 DEFAULT_DL = "https://go.dev/dl/"
 TIMEOUT_S = 30.0
 
 
 class GoDevError(Exception):
-    """go.dev's listing could not be fetched or read."""
+    """go.dev's listing could not be fetched or read; the message has URL credentials masked."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,7 @@ class GoDevClient:
         try:
             response = self._session.get(url, timeout=TIMEOUT_S)
         except requests.RequestException as error:
-            raise GoDevError(f"cannot reach {url}: {type(error).__name__}") from None
+            raise GoDevError(f"cannot fetch go.dev's listing {url}: {describe(error)}") from None
         if response.status_code != 200:
             raise GoDevError(f"{url} answered HTTP {response.status_code}")
         try:

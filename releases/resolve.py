@@ -27,12 +27,16 @@ from pyinfra_iluvatar.releases.github import Asset, GithubClient, GithubError, N
 from pyinfra_iluvatar.releases.godev import GoDevClient
 from pyinfra_iluvatar.releases.lockfile import Artifact, Lock, LockedComponent
 from pyinfra_iluvatar.releases.specs import Spec
+from pyinfra_iluvatar.urls import redact
 
 _CHECKSUM_LINE = re.compile(r"([0-9a-fA-F]{64})(?:\s+\*?(\S.*))?")
 
 
 class ResolveError(Exception):
-    """No release satisfies a spec, or a release's checksums do not hold together."""
+    """No release satisfies a spec, or a release's checksums do not hold together; URL credentials are masked."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 def checksum_for(text: str, filename: str) -> str | None:

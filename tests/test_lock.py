@@ -5,20 +5,29 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
+import ssl
+import struct
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 import requests
+import urllib3
 from click.testing import CliRunner, Result
+from urllib3.exceptions import MaxRetryError
 
 from pyinfra_iluvatar.cli import main
 from pyinfra_iluvatar.releases import lockfile
 from pyinfra_iluvatar.releases.components import UPSTREAM_ARCH
 from pyinfra_iluvatar.releases.github import GithubClient
+from pyinfra_iluvatar.releases.http import describe
 from pyinfra_iluvatar.tests.support.fake_upstream import FakeFile, FakeGoFile, FakeGoRelease, FakeRelease, FakeUpstream
 from pyinfra_iluvatar.tests.support.upstream_fixtures import ARCHES, cni_plugins, containerd, go, standard_upstream
 
@@ -410,11 +419,177 @@ def test_bad_spec_is_a_usage_error(upstream: FakeUpstream, tmp_path: Path) -> No
 
 def test_invalid_existing_lock_file_is_not_overwritten(upstream: FakeUpstream, tmp_path: Path) -> None:
     lock_file = tmp_path / "lock.json"
-    lock_file.write_text(json.dumps({"format": 1, "components": {}}))
+    lock_file.write_text(json.dumps({"format": True, "components": {}}))
     result = run_lock(upstream, lock_file)
     assert result.exit_code == 1
-    assert f"{lock_file}: components: missing containerd, cni-plugins, go, cnitool" in result.output
-    assert json.loads(lock_file.read_text()) == {"format": 1, "components": {}}
+    assert (
+        f"{lock_file}: format: this version reads format 1, not True (fix or remove it, then re-run)" in result.output
+    )
+    assert json.loads(lock_file.read_text()) == {"format": True, "components": {}}
+
+
+def test_relock_adds_a_component_the_lock_lacks(upstream: FakeUpstream, tmp_path: Path) -> None:
+    lock_file = tmp_path / "lock.json"
+    assert run_lock(upstream, lock_file, "--containerd=~=1.7").exit_code == 0
+    data = json.loads(lock_file.read_text())
+    del data["components"]["go"]
+    lock_file.write_text(json.dumps(data))
+    result = run_lock(upstream, lock_file)
+    assert result.exit_code == 0, result.output
+    assert "go           1.23.4 (new)" in result.output
+    assert "containerd   1.7.25 (unchanged)" in result.output
+    assert versions(lock_file) == {"containerd": "1.7.25", "cni-plugins": "1.6.0", "go": "1.23.4", "cnitool": "1.2.3"}
+
+
+@pytest.mark.parametrize("option", ["--github-api", "--go-dl"])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:secret@127.0.0.1:1", "'https://***@127.0.0.1:1': holds credentials"),
+        ("https://127.0.0.1:1/?page=2", "'https://127.0.0.1:1/?page=2': has a query string"),
+        ("ftp://127.0.0.1/dl/", "'ftp://127.0.0.1/dl/': not an http:// or https:// URL"),
+    ],
+)
+def test_bad_upstream_urls_are_usage_errors_that_mask_credentials(
+    upstream: FakeUpstream, tmp_path: Path, option: str, url: str, shown: str
+) -> None:
+    result = run_lock(upstream, tmp_path / "lock.json", f"{option}={url}")
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}': {shown}" in result.output
+    assert "secret" not in result.output
+    assert upstream.log == []
+
+
+def test_download_urls_with_credentials_are_refused_unprinted(tmp_path: Path) -> None:
+    fake = standard_upstream()
+    fake.download_userinfo = "user:secret"
+    with fake:
+        result = run_lock(fake, tmp_path / "lock.json")
+    assert result.exit_code == 1
+    assert "upstream's answers make an invalid lock, not written:" in result.output
+    host = fake.base_url.removeprefix("http://")
+    assert f".artifacts.amd64.url: 'http://***@{host}/containernetworking/plugins/releases/download/" in result.output
+    assert "is not an http(s) URL: holds credentials" in result.output
+    assert "secret" not in result.output
+    assert not (tmp_path / "lock.json").exists()
+
+
+def closed_port() -> int:
+    """A local port nothing listens on: connecting to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_unreachable_api_says_why(upstream: FakeUpstream, tmp_path: Path) -> None:
+    api = f"http://127.0.0.1:{closed_port()}"
+    result = CliRunner().invoke(
+        main, ["lock", f"--lock-file={tmp_path / 'lock.json'}", f"--github-api={api}", f"--go-dl={upstream.go_dl_url}"]
+    )
+    assert result.exit_code == 1
+    assert f"Resolving with {api}\n" in result.output
+    assert f"GitHub API: cannot fetch {api}/repos/containerd/containerd/releases?per_page=100: connection refused" in (
+        result.output
+    )
+    assert "ConnectionError" not in result.output
+
+
+def test_unreachable_go_listing_says_why(upstream: FakeUpstream, tmp_path: Path) -> None:
+    dl = f"http://127.0.0.1:{closed_port()}/dl/"
+    result = run_lock(upstream, tmp_path / "lock.json", f"--go-dl={dl}")
+    assert result.exit_code == 1
+    assert f"cannot fetch go.dev's listing {dl}?mode=json&include=all: connection refused" in result.output
+
+
+@contextmanager
+def raw_server(answer: Callable[[socket.socket], object]) -> Iterator[str]:
+    """``user:secret@127.0.0.1:PORT`` of a server that takes one connection, reads the request, calls ``answer``."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+
+        def serve() -> None:
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(65536)
+                answer(connection)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        yield f"user:secret@127.0.0.1:{server.getsockname()[1]}"
+        thread.join(timeout=10)
+
+
+def _reset(connection: socket.socket) -> None:
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+
+
+ANSWERS: list[tuple[str, Callable[[socket.socket], object], str]] = [
+    ("closed", lambda _: None, "the server closed the connection without answering"),
+    ("reset", _reset, "connection reset"),
+    (
+        "cut short",
+        lambda connection: connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc"),
+        "connection broken mid-answer (incomplete read)",
+    ),
+    ("silent", lambda _: time.sleep(1), "timed out waiting for the answer"),
+]
+
+
+@pytest.mark.parametrize(("answer", "reason"), [case[1:] for case in ANSWERS], ids=[case[0] for case in ANSWERS])
+def test_describe_says_why_a_request_failed(answer: Callable[[socket.socket], object], reason: str) -> None:
+    with raw_server(answer) as address, pytest.raises(requests.RequestException) as raised:
+        requests.get(f"http://{address}/x", timeout=0.5).content  # noqa: B018 (reads the body)
+    assert describe(raised.value) == reason
+
+
+def _ssl_error(kind: type[ssl.SSLError], **attributes: str) -> requests.RequestException:
+    """A TLS failure shaped as requests raises one (made by hand: the test run may have had gevent patch ssl)."""
+    error = kind(1, "[SSL] handshake failed")
+    for name, value in attributes.items():
+        setattr(error, name, value)
+    url = "https://user:secret@127.0.0.1/x"
+    return requests.exceptions.SSLError(MaxRetryError(None, url, urllib3.exceptions.SSLError(error)))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (
+            _ssl_error(ssl.SSLCertVerificationError, reason="CERTIFICATE_VERIFY_FAILED", verify_message="self-signed"),
+            "TLS failure: certificate not trusted (self-signed)",
+        ),
+        (_ssl_error(ssl.SSLError, reason="WRONG_VERSION_NUMBER"), "TLS failure (wrong version number)"),
+        (requests.exceptions.SSLError("https://user:secret@127.0.0.1/x"), "TLS failure"),
+        (requests.exceptions.ConnectTimeout("https://user:secret@127.0.0.1/x"), "timed out connecting"),
+        (requests.exceptions.RetryError("https://user:secret@127.0.0.1/x"), "request failed (RetryError)"),
+    ],
+    ids=["certificate", "protocol", "bare TLS", "connect timeout", "other"],
+)
+def test_describe_tls_and_other_failures(error: requests.RequestException, reason: str) -> None:
+    assert describe(error) == reason
+
+
+def test_describe_without_a_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    def reason(url: str) -> str:
+        with pytest.raises(requests.RequestException) as raised:
+            requests.get(url, timeout=5)
+        return describe(raised.value)
+
+    assert reason(f"http://user:secret@127.0.0.1:{closed_port()}/x") == "connection refused"
+    assert reason("http://user:secret@[::1/x") == "invalid URL"
+    assert reason("ftp://user:secret@127.0.0.1/x") == "invalid URL (not http:// or https://)"
+    assert reason("ghe.example/api/v3") == "invalid URL (no http:// or https://)"
+    proxy = f"http://127.0.0.1:{closed_port()}"  # nothing listens there
+    for name in DEAD_PROXY:
+        monkeypatch.setenv(name, proxy)
+    assert reason("http://user:secret@ghe.example/api/v3") == "connection refused (through a proxy)"
+    for name in DEAD_PROXY:
+        monkeypatch.delenv(name)
+
+    def unresolvable(*_args: object, **_kwargs: object) -> None:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unresolvable)
+    assert reason("https://user:secret@ghe.example/api/v3") == "host name not resolved (Name or service not known)"
 
 
 def test_cni_plugins_checksums_come_from_the_sha256_file(upstream: FakeUpstream, tmp_path: Path) -> None:
@@ -434,7 +609,9 @@ def test_a_lock_that_would_not_load_is_never_written(tmp_path: Path) -> None:
     with fake:
         result = run_lock(fake, tmp_path / "lock.json")
     assert result.exit_code == 1
-    assert "components.go.artifacts.amd64.filename: '../go.tar.gz' is not a plain file name" in result.output
+    assert "components.go.artifacts.amd64.filename: '../go.tar.gz' should be 'go1.23.4.linux-amd64.tar.gz'" in (
+        result.output
+    )
     assert not (tmp_path / "lock.json").exists()
 
 

@@ -14,12 +14,15 @@ import pytest
 from packaging.version import Version
 
 from pyinfra_iluvatar.releases import lockfile
-from pyinfra_iluvatar.releases.lockfile import Artifact, Lock, LockedComponent, LockError
+from pyinfra_iluvatar.releases.components import ARCHES, COMPONENTS, MACHINE_ARCH, UPSTREAM_ARCH, PublishedFile, TagOnly
+from pyinfra_iluvatar.releases.lockfile import MAX_SIZE, Artifact, Lock, LockedComponent, LockError
 from pyinfra_iluvatar.releases.resolve import checksum_for
 from pyinfra_iluvatar.releases.specs import SpecError, parse_spec
 
 SHA = "ab" * 32
 GH = "https://github.com"
+PASSWORD = "hunter2"  # in URLs of refused locks: never in a message
+CONTAINERD_DL = "github.com/containerd/containerd/releases/download"
 
 
 def _artifact(path: str, filename: str, url: str | None = None) -> Artifact:
@@ -117,8 +120,65 @@ def test_missing_arch_and_component_are_clear_errors() -> None:
         lock.component("cni-plugins").artifact("arm64")
     with pytest.raises(LockError, match=r"cnitool 1\.2\.3 is locked for none, not amd64"):
         lock.component("cnitool").artifact("amd64")
-    with pytest.raises(LockError, match="the lock has no component 'runc'"):
+    with pytest.raises(LockError, match=r"the lock has no component 'runc' \(it has containerd, cni-plugins, go,"):
         lock.component("runc")
+
+
+def test_a_lock_needs_only_the_components_a_run_uses(tmp_path: Path) -> None:
+    path = tmp_path / "lock.json"
+    data = json.loads(lockfile.to_json(example_lock()))
+    del data["components"]["go"]
+    path.write_text(json.dumps(data))
+    lock = lockfile.load(path)
+    assert lock.source == str(path)
+    assert lock.component("containerd").version == "1.7.24"
+    with pytest.raises(LockError) as raised:
+        lock.component("go")
+    assert str(raised.value) == (
+        f"{path} has no component 'go' (it has cni-plugins, cnitool, containerd):"
+        f" run `pyinfra-iluvatar lock --lock-file {path}`, which locks every component"
+    )
+
+
+def test_architecture_names_are_defined_once() -> None:
+    assert MACHINE_ARCH == {
+        "x86_64": "amd64",
+        "aarch64": "arm64",
+        "ppc64le": "ppc64el",
+        "s390x": "s390x",
+        "riscv64": "riscv64",
+    }
+    assert tuple(MACHINE_ARCH.values()) == ARCHES == tuple(UPSTREAM_ARCH)
+
+
+@pytest.mark.parametrize(
+    ("component", "filename", "download_path", "mirror_path"),
+    [
+        (
+            "containerd",
+            "containerd-2.1.0-rc.1-linux-ppc64le.tar.gz",
+            "/containerd/containerd/releases/download/v2.1.0-rc.1/containerd-2.1.0-rc.1-linux-ppc64le.tar.gz",
+            "github.com/containerd/containerd/releases/download/v2.1.0-rc.1/containerd-2.1.0-rc.1-linux-ppc64le.tar.gz",
+        ),
+        (
+            "cni-plugins",
+            "cni-plugins-linux-ppc64le-v2.1.0-rc.1.tgz",
+            "/containernetworking/plugins/releases/download/v2.1.0-rc.1/cni-plugins-linux-ppc64le-v2.1.0-rc.1.tgz",
+            "github.com/containernetworking/plugins/releases/download/v2.1.0-rc.1/cni-plugins-linux-ppc64le-v2.1.0-rc.1.tgz",
+        ),
+        (
+            "go",
+            "go2.1.0-rc.1.linux-ppc64le.tar.gz",
+            "/go2.1.0-rc.1.linux-ppc64le.tar.gz",
+            "go.dev/dl/go2.1.0-rc.1.linux-ppc64le.tar.gz",
+        ),
+    ],
+)
+def test_what_each_component_publishes(component: str, filename: str, download_path: str, mirror_path: str) -> None:
+    downloadable = COMPONENTS[component]
+    assert not isinstance(downloadable, TagOnly)
+    assert downloadable.filename("2.1.0-rc.1", "ppc64el") == filename
+    assert downloadable.published("2.1.0-rc.1", "ppc64el") == PublishedFile(filename, download_path, mirror_path)
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -146,6 +206,16 @@ def _set(path: str, value: Any) -> Edit:
     return edit
 
 
+def _copy(source: str, target: str) -> Edit:
+    def edit(data: dict[str, Any]) -> None:
+        value = data
+        for key in source.split("/"):
+            value = value[key]
+        _set(target, copy.deepcopy(value))(data)
+
+    return edit
+
+
 def _delete(path: str) -> Edit:
     def edit(data: dict[str, Any]) -> None:
         *parents, last = path.split("/")
@@ -159,10 +229,13 @@ def _delete(path: str) -> Edit:
 
 INVALID: list[tuple[str, Edit, str]] = [
     ("format", _set("format", 2), "format: this version reads format 1, not 2"),
+    ("format true", _set("format", True), "format: this version reads format 1, not True"),
+    ("format float", _set("format", 1.0), "format: this version reads format 1, not 1.0"),
+    ("format string", _set("format", "1"), "format: this version reads format 1, not '1'"),
     ("top-level key", _set("comment", "x"), "top level: unknown key comment"),
     ("components type", _set("components", []), "components: expected an object, got list"),
     ("unknown component", _set("components/runc", {}), "components: unknown component runc"),
-    ("missing component", _delete("components/go"), "components: missing go; re-run `pyinfra-iluvatar lock`"),
+    ("component type", _set("components/go", ["go"]), "components.go: expected an object, got list"),
     ("missing key", _delete("components/containerd/tag"), "components.containerd: missing tag"),
     ("bad version", _set("components/containerd/version", "one"), "components.containerd.version: 'one' is not a"),
     (
@@ -172,6 +245,26 @@ INVALID: list[tuple[str, Edit, str]] = [
     ),
     ("bad constraint", _set("components/go/constraint", "soon"), "components.go.constraint: 'soon' is not a version"),
     ("no artifacts", _set("components/go/artifacts", {}), "components.go.artifacts: no architecture locked"),
+    (
+        "artifacts type",
+        _set("components/go/artifacts", "amd64"),
+        "components.go.artifacts: expected an object, got str",
+    ),
+    (
+        "artifact type",
+        _set("components/go/artifacts/amd64", None),
+        "go.artifacts.amd64: expected an object, got NoneType",
+    ),
+    (
+        "version type",
+        _set("components/go/version", 1.23),
+        "components.go.version: expected a non-empty string, got 1.23",
+    ),
+    (
+        "cnitool with artifacts",
+        _set("components/cnitool/artifacts/amd64", {}),
+        "components.cnitool.artifacts: cnitool is locked by its tag alone; it has no artifacts",
+    ),
     ("arch", _set("components/go/artifacts/i386", {}), "components.go.artifacts: unknown architecture 'i386'"),
     (
         "sha256",
@@ -184,15 +277,60 @@ INVALID: list[tuple[str, Edit, str]] = [
         "components.go.artifacts.amd64.url: 'ftp://x/go1.23.4.linux-amd64.tar.gz' is not an http(s) URL",
     ),
     (
+        "url with credentials",
+        _set("components/go/artifacts/amd64/url", f"https://me:{PASSWORD}@go.dev/dl/go1.23.4.linux-amd64.tar.gz"),
+        "components.go.artifacts.amd64.url: 'https://***@go.dev/dl/go1.23.4.linux-amd64.tar.gz' is not an http(s)"
+        " URL: holds credentials",
+    ),
+    (
+        "url with a query",
+        _set("components/go/artifacts/amd64/url", "https://go.dev/dl/go1.23.4.linux-amd64.tar.gz?x=1"),
+        "components.go.artifacts.amd64.url: 'https://go.dev/dl/go1.23.4.linux-amd64.tar.gz?x=1' is not an http(s)"
+        " URL: has a query string",
+    ),
+    (
+        "url disagreeing with mirror_path",
+        _set(
+            "components/containerd/artifacts/amd64/url",
+            f"https://{CONTAINERD_DL}/v1.7.23/containerd-1.7.24-linux-amd64.tar.gz",
+        ),
+        "components.containerd.artifacts.amd64.url: 'https://github.com/containerd/containerd/releases/download/"
+        "v1.7.23/containerd-1.7.24-linux-amd64.tar.gz' should end with '/containerd/containerd/releases/download/"
+        "v1.7.24/containerd-1.7.24-linux-amd64.tar.gz' (containerd 1.7.24 on amd64)",
+    ),
+    (
+        "url of another file",
+        _set("components/go/artifacts/amd64/url", "https://go.dev/dl/go1.23.4.linux-arm64.tar.gz"),
+        "components.go.artifacts.amd64.url: 'https://go.dev/dl/go1.23.4.linux-arm64.tar.gz' should end with"
+        " '/go1.23.4.linux-amd64.tar.gz' (go 1.23.4 on amd64)",
+    ),
+    (
+        "amd64 entry holding the arm64 archive",
+        _copy("components/containerd/artifacts/arm64", "components/containerd/artifacts/amd64"),
+        "components.containerd.artifacts.amd64.filename: 'containerd-1.7.24-linux-arm64.tar.gz' should be"
+        " 'containerd-1.7.24-linux-amd64.tar.gz' (containerd 1.7.24 on amd64)",
+    ),
+    (
+        "file name of another version",
+        _set("components/go/artifacts/amd64/filename", "go1.23.3.linux-amd64.tar.gz"),
+        "components.go.artifacts.amd64.filename: 'go1.23.3.linux-amd64.tar.gz' should be"
+        " 'go1.23.4.linux-amd64.tar.gz' (go 1.23.4 on amd64)",
+    ),
+    (
         "filename",
         _set("components/go/artifacts/amd64/filename", "../go.tar.gz"),
-        "components.go.artifacts.amd64.filename: '../go.tar.gz' is not a plain file name",
+        "components.go.artifacts.amd64.filename: '../go.tar.gz' should be 'go1.23.4.linux-amd64.tar.gz'",
     ),
     (
         "mirror path",
         _set("components/go/artifacts/amd64/mirror_path", "../../etc/go1.23.4.linux-amd64.tar.gz"),
         "components.go.artifacts.amd64.mirror_path: '../../etc/go1.23.4.linux-amd64.tar.gz' should be"
         " 'go.dev/dl/go1.23.4.linux-amd64.tar.gz'",
+    ),
+    (
+        "mirror path with credentials",
+        _set("components/go/artifacts/amd64/mirror_path", f"https://me:{PASSWORD}@mirror/go1.23.4.linux-amd64.tar.gz"),
+        "components.go.artifacts.amd64.mirror_path: 'https://***@mirror/go1.23.4.linux-amd64.tar.gz' should be",
     ),
     (
         "artifact key",
@@ -214,6 +352,50 @@ def test_validation_names_file_entry_and_problem(tmp_path: Path, edit: Edit, mes
         lockfile.load(path)
     assert str(raised.value).startswith(f"{path}: ")
     assert message in str(raised.value)
+    assert PASSWORD not in str(raised.value)
+    with pytest.raises(LockError) as parsed:
+        lockfile.from_json(json.dumps(edited), "text.json")
+    assert str(parsed.value) == str(raised.value).replace(str(path), "text.json", 1)
+
+
+def _huge(path: Path) -> Path:
+    text = lockfile.to_json(example_lock())
+    path.write_text(text + " " * (MAX_SIZE + 1 - len(text)))
+    return path
+
+
+def _bytes(data: bytes) -> Callable[[Path], Path]:
+    def write(path: Path) -> Path:
+        path.write_bytes(data)
+        return path
+
+    return write
+
+
+UNREADABLE: list[tuple[str, Callable[[Path], Path], str]] = [
+    ("directory", lambda path: path.parent, ": cannot read the lock file (Is a directory)"),
+    ("NUL in path", lambda path: path.with_name("lock\0.json"), ".json': not a usable path (it contains a NUL byte)"),
+    ("not UTF-8", _bytes(b'{"format": 1, "components": {"\xff": {}}}'), "lock.json: not UTF-8 text (byte 30)"),
+    ("binary file", lambda _: Path("/bin/ls"), "/bin/ls: not UTF-8 text (byte"),
+    ("larger than 1 MiB", _huge, "lock.json: larger than 1 MiB; no lock file is that big"),
+    ("nested 2000 deep", _bytes(b"[" * 2000 + b"]" * 2000), "lock.json: JSON nested too deeply, so not a lock file"),
+    ("top level array", _bytes(b"[]"), "lock.json: top level: expected an object, got list"),
+]
+
+
+@pytest.mark.parametrize(("make", "message"), [case[1:] for case in UNREADABLE], ids=[case[0] for case in UNREADABLE])
+def test_unreadable_files_are_clean_errors(tmp_path: Path, make: Callable[[Path], Path], message: str) -> None:
+    path = make(tmp_path / "lock.json")
+    with pytest.raises(LockError) as raised:
+        lockfile.load(path)
+    assert message in str(raised.value)
+
+
+def test_a_lock_of_exactly_1_mib_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "lock.json"
+    text = lockfile.to_json(example_lock())
+    path.write_text(text + " " * (MAX_SIZE - len(text)))
+    assert lockfile.load(path) == example_lock()
 
 
 @pytest.mark.parametrize(

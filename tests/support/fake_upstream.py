@@ -13,7 +13,8 @@ One threaded server answers, at ``http://HOST:PORT``:
 Releases are described with :class:`FakeRelease` and :class:`FakeFile` (bytes in memory or a file on disk, whose
 API ``digest`` is right, wrong or absent) and :class:`FakeGoRelease`. Switches: ``rate_limited`` (API answers
 ``rate_limit_status``, 403 or 429, with ``X-RateLimit-Remaining: 0`` and ``X-RateLimit-Reset``), ``missing``
-(paths answered 404), ``api_prefix`` (the API under ``/api/v3`` as on GitHub Enterprise). Every request is
+(paths answered 404), ``api_prefix`` (the API under ``/api/v3`` as on GitHub Enterprise), ``download_userinfo``
+(``user:password`` put in every ``browser_download_url``, as a careless mirror might). Every request is
 counted per path (:attr:`FakeUpstream.counts`) and logged with its headers (:attr:`FakeUpstream.log`)::
 
     with FakeUpstream({"containerd/containerd": [FakeRelease("v1.7.24", files)]}) as upstream:
@@ -161,6 +162,7 @@ class FakeUpstream:
     rate_limit_status: int = 403
     rate_limit_reset: int = 1_900_000_000
     missing: set[str] = field(default_factory=set)
+    download_userinfo: str = ""
     counts: Counter[str] = field(default_factory=Counter, init=False)
     log: list[RecordedRequest] = field(default_factory=list, init=False)
 
@@ -228,7 +230,9 @@ class FakeUpstream:
     def release_json(self, full_name: str, index: int, release: FakeRelease) -> dict[str, Any]:
         """A release object shaped like GitHub's."""
         created = datetime(2025, 1, 1, tzinfo=timezone.utc) - timedelta(days=index)
-        download = f"{self.base_url}/{full_name}/releases/download/{quote(release.tag)}"
+        userinfo = f"{self.download_userinfo}@" if self.download_userinfo else ""
+        host = self.base_url.removeprefix("http://")
+        download = f"http://{userinfo}{host}/{full_name}/releases/download/{quote(release.tag)}"
         return {
             "id": index + 1,
             "tag_name": release.tag,
