@@ -231,3 +231,28 @@ def test_zpool_facts_match_zpool_list_or_answer_none() -> None:
     else:
         assert isinstance(status, dict) and isinstance(listing, dict)
         assert set(status) == set(listing) == set(names.stdout.split())
+
+
+def test_device_signatures_match_blkid(tmp_path: Path) -> None:
+    """An empty file, an ext4 file (where mkfs.ext4 exists), a directory and a missing path, in one fact run."""
+    empty, ext4, missing = tmp_path / "empty.img", tmp_path / "ext4.img", tmp_path / "missing.img"
+    for image in (empty, ext4):
+        with image.open("wb") as stream:
+            stream.truncate(16 << 20)
+    if shutil.which("mkfs.ext4"):
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "iluvatar-test", str(ext4)], check=True)
+    paths = [str(empty), str(ext4), str(tmp_path), str(missing)]
+    fact = local_fact_with_args("pyinfra_iluvatar.facts.devices.DeviceSignatures", f"devices={json.dumps(paths)}")
+    assert isinstance(fact, dict)
+    assert list(fact) == paths
+    for path in (empty, ext4):
+        direct = subprocess.run(["blkid", "-p", "-o", "export", str(path)], capture_output=True, text=True)
+        values = dict(line.split("=", 1) for line in direct.stdout.splitlines())
+        assert fact[str(path)]["kind"] == "file"
+        assert fact[str(path)]["status"] == direct.returncode
+        assert fact[str(path)]["type"] == values.get("TYPE")
+        assert fact[str(path)]["label"] == values.get("LABEL")
+        assert fact[str(path)]["uuid"] == values.get("UUID")
+    assert fact[str(empty)]["status"] == 2 and fact[str(empty)]["values"] == {}
+    assert (fact[str(tmp_path)]["kind"], fact[str(tmp_path)]["status"]) == ("directory", None)
+    assert (fact[str(missing)]["exists"], fact[str(missing)]["kind"]) == (False, None)
