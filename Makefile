@@ -30,11 +30,11 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The main job: one sandbox host (reused when it is up; needs root), then the worker deploy on it for real
-# over SSH, ending with pyinfra's change summary. `$(BIN)/pyinfra-iluvatar sandbox down` removes the host.
+# The main job: one sandbox host (reused when it is up; needs root), release archives served from this machine
+# (tests/support/demo.py), then the whole worker deploy on it for real over SSH, ending with pyinfra's change
+# summary. `$(BIN)/pyinfra-iluvatar sandbox down` removes the host.
 demo: $(STAMP)
-	$(BIN)/pyinfra-iluvatar sandbox up --hosts 1
-	$(BIN)/pyinfra -y inventories/sandbox.py deploys/worker.py
+	$(BIN)/python -m pyinfra_iluvatar.tests.support.demo
 
 clean:
 	rm -rf $(VENV) .build .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -1,22 +1,27 @@
 """The data keys this package reads, with their defaults and what each accepts.
 
-Every key is read through :func:`get`, which validates it and raises ``OperationValueError`` naming the host,
-the key, the value given and what is accepted. Deploys read all their keys first, so bad input stops the run
-before the first change on any host. The README's data-key table lists the same keys (a test keeps them equal).
+:func:`parse` validates one key on one host and raises :class:`DataError` naming the host, the key, the value
+given (shortened, URL credentials hidden), where the inventory set it and what is accepted. ``preflight`` parses
+every key on every host before the first operation, so bad input stops the run before any change. The README's
+data-key table lists the same keys (a test keeps them equal).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
-from pyinfra.api.exceptions import OperationValueError
 from pyinfra.api.host import Host
 
+from pyinfra_iluvatar import urls
+from pyinfra_iluvatar.operations.containerd import SNAPSHOTTERS
+from pyinfra_iluvatar.operations.release import DOWNLOAD_MODES, DownloadMode
+from pyinfra_iluvatar.operations.worker_config import WORKER_CONFIG, override_errors
 from pyinfra_iluvatar.releases import lockfile
+from pyinfra_iluvatar.releases.components import ARCHES, MACHINE_ARCH
 
 T = TypeVar("T")
 
@@ -30,22 +35,65 @@ class DataKey(Generic[T]):
     parse: Callable[[Any], T]
     accepted: str
     doc: str
+    shows_value: bool = True
+    """False for a key whose value may hold a secret (an influx token in worker config overrides): never echoed."""
 
 
-def _shown(value: Any) -> str:
-    """``repr`` of a given value for an error message, with any URL credentials (``user:pass@``) hidden."""
-    return re.sub(r"(?<=://)[^/@\s]+@", "***@", repr(value))
+class DataError(ValueError):
+    """A data key's value on one host is not accepted; ``problem`` says key, value, origin and what is accepted."""
+
+    def __init__(self, host: str, problem: str) -> None:
+        super().__init__(f"{host}: {problem}")
+        self.host = host
+        self.problem = problem
 
 
-def get(host: Host, key: DataKey[T]) -> T:
-    """The validated value of ``key`` on ``host`` (its default when unset)."""
-    value = host.data.get(key.name, key.default)
+_SHOWN_MAX = 100
+
+
+def shown(value: Any) -> str:
+    """``repr`` of a given value for a message: URL credentials hidden, cut short when long."""
+    text = urls.redact(repr(value))
+    if len(text) > _SHOWN_MAX:
+        text = f"{text[: _SHOWN_MAX - 20]}… ({len(text)} characters)"
+    return text
+
+
+def given(host: Host) -> set[str]:
+    """The names of the data keys the inventory (or ``--data``) sets for ``host``, from every layer."""
+    inventory = host.inventory
+    layers = [inventory.override_data, inventory.host_data.get(host.name, {}), inventory.data]
+    layers += [inventory.group_data.get(group, {}) for group in host.groups]
+    return {str(name) for layer in layers for name in layer}
+
+
+def origin(host: Host, name: str) -> str:
+    """Where the inventory set data key ``name`` for ``host``: ``--data``, host data, a group's data, or default."""
+    inventory = host.inventory
+    if name in inventory.override_data:
+        return "--data"
+    if name in inventory.host_data.get(host.name, {}):
+        return "host data"
+    for group in reversed(host.groups):
+        if name in inventory.group_data.get(group, {}):
+            return f"group {group!r} data"
+    if name in inventory.data:
+        return "inventory data"
+    return "default"
+
+
+def error(host: Host, key: DataKey[Any], problem: str) -> str:
+    """``<key> = <value> (<where it was set>) <problem>; accepted: …``: one bad key on ``host``, for a message."""
+    value = shown(host.data.get(key.name, key.default)) if key.shows_value else "(value not shown)"
+    return f"{key.name} = {value} ({origin(host, key.name)}) {problem}; accepted: {key.accepted}"
+
+
+def parse(host: Host, key: DataKey[T]) -> T:
+    """The validated value of ``key`` on ``host`` (its default when unset); :class:`DataError` when not accepted."""
     try:
-        return key.parse(value)
-    except (TypeError, ValueError) as error:
-        raise OperationValueError(
-            f"{host.name}: data key {key.name} = {_shown(value)} is not valid ({error}); accepted: {key.accepted}"
-        ) from None
+        return key.parse(host.data.get(key.name, key.default))
+    except (TypeError, ValueError) as problem:
+        raise DataError(host.name, error(host, key, f"is not valid: {problem}")) from None
 
 
 def _boolean(value: Any) -> bool:
@@ -57,8 +105,10 @@ def _boolean(value: Any) -> bool:
 
 
 def _positive_int(value: Any) -> int:
-    if isinstance(value, bool) or not str(value).strip().isdigit():
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
         raise ValueError("not a positive integer")
+    if len(str(value).strip()) > 18:
+        raise ValueError("far too large")
     number = int(value)
     if number < 1:
         raise ValueError("must be at least 1")
@@ -129,39 +179,64 @@ NPROC_LIMIT: DataKey[int | str] = DataKey(
 
 def _one_of(*accepted: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
-        if value not in accepted:
+        if not isinstance(value, str) or value not in accepted:
             raise ValueError("not one of the accepted values")
-        return str(value)
+        return value
 
     return parse
+
+
+def choices(accepted: tuple[str, ...]) -> str:
+    """``"a", "b" or "c"``: an accepted set, as the README table and messages spell it."""
+    quoted = [f'"{item}"' for item in accepted]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def _optional_url(value: Any) -> str | None:
     if value in (None, ""):
         return None
-    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        raise ValueError("not an http(s) URL")
-    if "@" in value.split("/")[2]:
-        raise ValueError("credentials in the URL would be printed in logs; put them in ~/.netrc instead")
-    return value.rstrip("/")
+    return urls.http_url(value, base=True)
 
 
-def _path(value: Any) -> str:
-    if not isinstance(value, str) or not value:
+PATH_MAX = 4096
+NAME_MAX = 255
+
+
+def _controller_path(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
         raise ValueError("not a path")
+    if "\0" in value or "\n" in value:
+        raise ValueError("contains a NUL or newline character")
+    if len(value.encode()) >= PATH_MAX:
+        raise ValueError(f"longer than {PATH_MAX - 1} bytes")
     return value
 
 
+_PATH_COMPONENT = re.compile(r"[A-Za-z0-9._+-]+")
+
+
 def _absolute_path(value: Any) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"(/[A-Za-z0-9._+-]+)+/?", value):
-        raise ValueError("not an absolute path of letters, digits and ._+- (not / itself)")
-    return value.rstrip("/")
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError("not an absolute path")
+    if len(value.encode()) >= PATH_MAX:
+        raise ValueError(f"longer than {PATH_MAX - 1} bytes")
+    parts = [part for part in value.split("/") if part]
+    if not parts:
+        raise ValueError("is the root directory")
+    for part in parts:
+        if part in (".", ".."):
+            raise ValueError(f"has a {part!r} component")
+        if not _PATH_COMPONENT.fullmatch(part):
+            raise ValueError(f"component {shown(part)} is not made of letters, digits and ._+-")
+        if len(part) > NAME_MAX:
+            raise ValueError(f"a component is longer than {NAME_MAX} characters")
+    return "/" + "/".join(parts)
 
 
 LOCK_FILE: DataKey[str] = DataKey(
     "iluvatar_lock_file",
     "iluvatar.lock.json",
-    _path,
+    _controller_path,
     "a path on the controller (relative to the directory pyinfra runs in)",
     "The lock file written by `pyinfra-iluvatar lock`: versions, URLs and sha256 of every release artifact.",
 )
@@ -174,24 +249,24 @@ MIRROR: DataKey[str | None] = DataKey(
 )
 
 
-def _download_mode(value: Any) -> Literal["host", "controller"]:
+def _download_mode(value: Any) -> DownloadMode:
     if value == "host" or value == "controller":
         return value  # type: ignore[no-any-return]
     raise ValueError("not one of the accepted values")
 
 
-DOWNLOAD: DataKey[Literal["host", "controller"]] = DataKey(
+DOWNLOAD: DataKey[DownloadMode] = DataKey(
     "iluvatar_download",
     "host",
     _download_mode,
-    '"host" or "controller"',
+    choices(DOWNLOAD_MODES),
     "Who downloads artifacts: each host, or the controller once per artifact (then uploads to every host).",
 )
 DOWNLOAD_CACHE: DataKey[str] = DataKey(
     "iluvatar_download_cache",
     "~/.cache/pyinfra-iluvatar/artifacts",
-    _path,
-    "a directory on the controller",
+    _controller_path,
+    "a directory on the controller (or one it can create)",
     'The controller\'s verified artifact cache, for `iluvatar_download: "controller"`.',
 )
 CONTAINERD_REPLACE_PACKAGE: DataKey[bool] = DataKey(
@@ -204,17 +279,21 @@ CONTAINERD_REPLACE_PACKAGE: DataKey[bool] = DataKey(
 SNAPSHOTTER: DataKey[str] = DataKey(
     "iluvatar_snapshotter",
     "zfs",
-    _one_of("zfs", "overlayfs", "native"),
-    '"zfs", "overlayfs" or "native"',
+    _one_of(*SNAPSHOTTERS),
+    choices(SNAPSHOTTERS),
     "containerd's default snapshotter, and the worker's `container_resources.snapshotter`.",
 )
 CNI_BIN_DIR: DataKey[str] = DataKey(
     "iluvatar_cni_bin_dir",
     "/opt/cni/bin",
     _absolute_path,
-    "an absolute path",
+    "an absolute path (no . or .. components) of letters, digits and ._+-",
     "Where the CNI plugins and cnitool go (the worker's `cni_plugin_bin`).",
 )
+
+
+_MACHINE_NAMES = {machine: arch for machine, arch in MACHINE_ARCH.items() if machine != arch}
+_PLAIN_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
 def _prebuilt(value: Any) -> dict[str, lockfile.Artifact] | None:
@@ -224,16 +303,22 @@ def _prebuilt(value: Any) -> dict[str, lockfile.Artifact] | None:
         raise ValueError("not a mapping")
     artifacts = {}
     for arch, entry in value.items():
+        if arch not in ARCHES:
+            hint = f" (write {_MACHINE_NAMES[arch]!r})" if arch in _MACHINE_NAMES else ""
+            raise ValueError(f"{shown(arch)} is not a Debian architecture name{hint}; known: {', '.join(ARCHES)}")
         if not isinstance(entry, dict) or set(entry) != {"url", "sha256"}:
             raise ValueError(f"{arch}: expected exactly url and sha256")
-        url = _optional_url(entry["url"])
-        sha256 = str(entry["sha256"]).lower()
-        if not url or not re.fullmatch(r"[0-9a-f]{64}", sha256):
-            raise ValueError(f"{arch}: expected an http(s) url and a 64-hex-digit sha256")
+        try:
+            url = urls.http_url(entry["url"])
+        except ValueError as error:
+            raise ValueError(f"{arch}: url {error}") from None
+        sha256 = entry["sha256"]
+        if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+            raise ValueError(f"{arch}: sha256 is not 64 hex digits")
         filename = url.rsplit("/", 1)[-1]
-        if not re.fullmatch(r"[A-Za-z0-9._+-]+", filename):
-            raise ValueError(f"{arch}: the URL must end in a plain file name (no query string)")
-        artifacts[str(arch)] = lockfile.Artifact(filename, url, sha256, mirror_path="")
+        if not _PLAIN_FILE.fullmatch(filename):
+            raise ValueError(f"{arch}: the URL must end in a plain file name")
+        artifacts[arch] = lockfile.Artifact(filename, url, sha256.lower(), mirror_path="")
     if len({artifact.filename.endswith((".tgz", ".tar.gz")) for artifact in artifacts.values()}) > 1:
         raise ValueError("either every architecture's file is a .tgz/.tar.gz archive or none is")
     return artifacts
@@ -243,14 +328,14 @@ CNITOOL_PREBUILT: DataKey[dict[str, lockfile.Artifact] | None] = DataKey(
     "iluvatar_cnitool_prebuilt",
     None,
     _prebuilt,
-    'a mapping of architecture to {"url": ..., "sha256": ...}, or empty',
+    'a mapping of Debian architecture (amd64, arm64, …) to {"url": ..., "sha256": ...}, or empty',
     "Install this prebuilt cnitool (e.g. from your mirror) instead of building it with `go install`.",
 )
 GO_ROOT: DataKey[str] = DataKey(
     "iluvatar_go_root",
     "/usr/local/lib/pyinfra-iluvatar/go",
     _absolute_path,
-    "an absolute path",
+    "an absolute path (no . or .. components) of letters, digits and ._+-",
     "Where the locked Go toolchain that builds cnitool goes (never `/usr/local/go`, which may be the admin's).",
 )
 GO_REMOVE_AFTER_BUILD: DataKey[bool] = DataKey(
@@ -260,6 +345,249 @@ GO_REMOVE_AFTER_BUILD: DataKey[bool] = DataKey(
     "true or false",
     "Remove the Go toolchain once cnitool is built.",
 )
+
+ISOLATIONS = ("containerd",)
+"""The container isolations the worker deploy sets up (Ilúvatar uses each one that answers)."""
+
+
+def _isolation(value: Any) -> tuple[str, ...]:
+    names = [part.strip() for part in value.split(",")] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(name, str) for name in names):
+        raise ValueError("not an isolation name or a list of them")
+    if bad := [name for name in names if name not in ISOLATIONS]:
+        raise ValueError(f"not an isolation: {', '.join(shown(name) for name in bad)}")
+    return tuple(dict.fromkeys(names))
+
+
+ISOLATION: DataKey[tuple[str, ...]] = DataKey(
+    "iluvatar_isolation",
+    ("containerd",),
+    _isolation,
+    f"one of {choices(ISOLATIONS)}, or a list of them",
+    "The container isolations the worker gets (Docker isolation is not delivered yet).",
+)
+
+ZFS: DataKey[bool] = DataKey(
+    "iluvatar_zfs",
+    True,
+    _boolean,
+    "true or false (false needs iluvatar_snapshotter overlayfs or native)",
+    "Set up the ZFS pool and the dataset containerd's zfs snapshotter uses.",
+)
+ZFS_IMPLEMENTATIONS = ("auto", "openzfs", "zfs-fuse")
+"""``auto``: the zfs-fuse a host already runs, else OpenZFS (kernel module: Ubuntu ships it, Debian builds it)."""
+ZFS_IMPLEMENTATION: DataKey[str] = DataKey(
+    "iluvatar_zfs_implementation",
+    "auto",
+    _one_of(*ZFS_IMPLEMENTATIONS),
+    choices(ZFS_IMPLEMENTATIONS),
+    "Which ZFS: OpenZFS (`zfsutils-linux`; Debian adds `zfs-dkms` from contrib) or zfs-fuse; `auto` keeps an"
+    " installed zfs-fuse, else OpenZFS.",
+)
+
+_POOL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+# zpool refuses these (OpenZFS's pool_namecheck): names beginning so, "log", and disk-like names (c0…).
+_RESERVED_POOL_NAMES = re.compile(r"(mirror|raidz|draid|spare).*|log|c[0-9].*")
+
+
+def _pool_name(value: Any) -> str:
+    if not isinstance(value, str) or not _POOL_NAME.fullmatch(value):
+        raise ValueError("not a pool name")
+    if _RESERVED_POOL_NAMES.fullmatch(value):
+        raise ValueError("zpool reserves it (names beginning mirror, raidz, draid, spare or c<digit>, and log)")
+    return value
+
+
+ZFS_POOL: DataKey[str] = DataKey(
+    "iluvatar_zfs_pool",
+    "ilu-pool",
+    _pool_name,
+    "a letter, then up to 63 letters, digits, _ or -",
+    "The ZFS pool (created only when absent, imported when exported, never destroyed or changed).",
+)
+ZFS_VDEV_FILE: DataKey[str] = DataKey(
+    "iluvatar_zfs_vdev_file",
+    "/var/lib/iluvatar/zfs/ilu-pool",
+    _absolute_path,
+    "an absolute path (no . or .. components) of letters, digits and ._+-",
+    "The pool's file vdev, when `iluvatar_zfs_devices` is empty: created with `fallocate`, never resized or replaced.",
+)
+
+_SIZE = re.compile(r"(\d{1,15})([KMGT])")
+_SIZE_FACTOR = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _size(value: Any) -> str:
+    match = _SIZE.fullmatch(value.strip().upper()) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError("not a size")
+    if int(match[1]) * _SIZE_FACTOR[match[2]] < 64 << 20:
+        raise ValueError("smaller than ZFS's smallest vdev (64M)")
+    return match[0]
+
+
+ZFS_VDEV_SIZE: DataKey[str] = DataKey(
+    "iluvatar_zfs_vdev_size",
+    "100G",
+    _size,
+    "a size of at least 64M: digits and K, M, G or T",
+    "The file vdev's size when it is created.",
+)
+
+
+def _devices(value: Any) -> tuple[str, ...]:
+    if value in (None, "", [], ()):
+        return ()
+    if not isinstance(value, (list, tuple)):
+        raise ValueError("not a list of device paths")
+    devices = tuple(_absolute_path(device) for device in value)
+    if bad := [device for device in devices if not device.startswith("/dev/")]:
+        raise ValueError(f"not under /dev: {', '.join(shown(device) for device in bad)}")
+    if len(set(devices)) != len(devices):
+        raise ValueError("a device is listed twice")
+    return devices
+
+
+ZFS_DEVICES: DataKey[tuple[str, ...]] = DataKey(
+    "iluvatar_zfs_devices",
+    (),
+    _devices,
+    "a list of device paths under /dev (best /dev/disk/by-id/…), or empty",
+    "Make the pool from these whole devices instead of a file vdev.",
+)
+ZFS_FORCE: DataKey[bool] = DataKey(
+    "iluvatar_zfs_force",
+    False,
+    _boolean,
+    "true or false",
+    "Let `zpool create -f` take devices that hold a filesystem, a partition table or another pool's label.",
+)
+
+WORKER_CONFIG_PATH: DataKey[str] = DataKey(
+    "iluvatar_worker_config_path",
+    WORKER_CONFIG,
+    _absolute_path,
+    "an absolute path (no . or .. components) of letters, digits and ._+-",
+    "Where the worker's `worker.json` goes (the worker's `-c FILE`).",
+)
+
+
+def _optional_name(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or len(value) > 253 or not re.fullmatch(r"[A-Za-z0-9@._-]+", value):
+        raise ValueError("not a name of letters, digits and @._-")
+    return value
+
+
+WORKER_NAME: DataKey[str | None] = DataKey(
+    "iluvatar_worker_name",
+    None,
+    _optional_name,
+    "letters, digits and @._- (at most 253), or empty",
+    "The worker's `name`; empty: the host's inventory name.",
+)
+
+
+def _optional_address(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError("not an IP address") from None
+
+
+WORKER_ADDRESS: DataKey[str | None] = DataKey(
+    "iluvatar_worker_address",
+    None,
+    _optional_address,
+    "an IPv4 or IPv6 address, or empty",
+    "The worker's `address`; empty: the first IPv4 address of its hardware interface.",
+)
+
+
+def _port(value: Any) -> int:
+    number = _positive_int(value)
+    if number > 65535:
+        raise ValueError("above 65535")
+    return number
+
+
+WORKER_PORT: DataKey[int] = DataKey(
+    "iluvatar_worker_port",
+    8079,
+    _port,
+    "a port number from 1 to 65535",
+    "The worker's `port`.",
+)
+
+
+def _optional_interface(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or value in (".", "..") or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,15}", value):
+        raise ValueError("not a network interface name")
+    return value
+
+
+HARDWARE_INTERFACE: DataKey[str | None] = DataKey(
+    "iluvatar_hardware_interface",
+    None,
+    _optional_interface,
+    "an interface name (1 to 15 of letters, digits and _.:-), or empty",
+    "The worker's `networking.hardware_interface`; empty: the default route's interface.",
+)
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, (int, str)) and str(value).strip() == "0":
+        return 0
+    return _positive_int(value)
+
+
+MEMORY_RESERVE_MB: DataKey[int] = DataKey(
+    "iluvatar_memory_reserve_mb",
+    1024,
+    _count,
+    "a whole number of MiB (0 or more)",
+    "Memory kept for the host: the worker's `container_resources.memory_mb` is the host's memory less this.",
+)
+CPU_RESERVE: DataKey[int] = DataKey(
+    "iluvatar_cpu_reserve",
+    1,
+    _count,
+    "a whole number of CPUs (0 or more)",
+    "CPUs kept for the host: the worker's `cpu_resource.count` is the host's CPUs less this (at least 1).",
+)
+LOAD_BALANCER_URL: DataKey[str | None] = DataKey(
+    "iluvatar_load_balancer_url",
+    None,
+    _optional_url,
+    "an http(s) URL without credentials, or empty",
+    "The worker's `load_balancer_url`; empty: port 8078 of the inventory's `controller` host, else localhost.",
+)
+
+
+def _overrides(value: Any) -> Mapping[str, Any]:
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("not a mapping")
+    if problems := override_errors(value):
+        raise ValueError("; ".join(problems))
+    return value
+
+
+WORKER_CONFIG_OVERRIDES: DataKey[Mapping[str, Any]] = DataKey(
+    "iluvatar_worker_config",
+    {},
+    _overrides,
+    "a mapping merged key by key into worker.json, each known key of the type Ilúvatar's template has",
+    "Your own worker.json values (logging, influx, limits, …), merged over what the deploy writes.",
+    shows_value=False,
+)
+
 
 ALL_KEYS: tuple[DataKey[Any], ...] = (
     EXTRA_PACKAGES,
@@ -276,18 +604,21 @@ ALL_KEYS: tuple[DataKey[Any], ...] = (
     CNITOOL_PREBUILT,
     GO_ROOT,
     GO_REMOVE_AFTER_BUILD,
+    ISOLATION,
+    ZFS,
+    ZFS_IMPLEMENTATION,
+    ZFS_POOL,
+    ZFS_VDEV_FILE,
+    ZFS_VDEV_SIZE,
+    ZFS_DEVICES,
+    ZFS_FORCE,
+    WORKER_CONFIG_PATH,
+    WORKER_NAME,
+    WORKER_ADDRESS,
+    WORKER_PORT,
+    HARDWARE_INTERFACE,
+    MEMORY_RESERVE_MB,
+    CPU_RESERVE,
+    LOAD_BALANCER_URL,
+    WORKER_CONFIG_OVERRIDES,
 )
-
-
-_locks: dict[str, lockfile.Lock] = {}
-
-
-def lock(host: Host) -> lockfile.Lock:
-    """The lock file named by ``iluvatar_lock_file`` on ``host``, read once per run and path."""
-    path = get(host, LOCK_FILE)
-    if path not in _locks:
-        try:
-            _locks[path] = lockfile.load(Path(path))
-        except lockfile.LockError as error:
-            raise OperationValueError(f"{host.name}: data key {LOCK_FILE.name}: {error}") from None
-    return _locks[path]

@@ -9,58 +9,61 @@ or, with ``iluvatar_cnitool_prebuilt``, installed from a prebuilt binary (labs w
 from __future__ import annotations
 
 from pyinfra.api.deploy import deploy
-from pyinfra.context import host
 
-from pyinfra_iluvatar import data
+from pyinfra_iluvatar import data, preflight
 from pyinfra_iluvatar.operations import cni, release
 
 
 @deploy("CNI plugins and cnitool")
-def cni_tools() -> None:
-    """Install the locked CNI plugins and cnitool; reads the ``iluvatar_*`` data keys (README table)."""
-    lock = data.lock(host)
-    plugins = lock.component("cni-plugins")
-    cnitool_tag = lock.component("cnitool").tag
-    directory = data.get(host, data.CNI_BIN_DIR)
-    prebuilt = data.get(host, data.CNITOOL_PREBUILT)
-    download = data.get(host, data.DOWNLOAD)
-    mirror = data.get(host, data.MIRROR)
-    cache_dir = data.get(host, data.DOWNLOAD_CACHE)
+def cni_tools(settings: preflight.HostPlan | None = None) -> None:
+    """
+    Install the locked CNI plugins and cnitool; reads the ``iluvatar_*`` data keys (README table), or ``settings``
+    when a deploy that checked them (the worker's) passes its own.
+    """
+    settings = settings or preflight.plan("cni")
+    plugins = settings.locked("cni-plugins")
+    cnitool = settings.locked("cnitool")
+    directory = settings.get(data.CNI_BIN_DIR)
+    prebuilt = settings.get(data.CNITOOL_PREBUILT)
+    download = settings.get(data.DOWNLOAD)
+    mirror = settings.get(data.MIRROR)
+    cache_dir = settings.get(data.DOWNLOAD_CACHE)
 
     release.install(
         name=f"CNI plugins {plugins.version}",
         component="cni-plugins",
         version=plugins.version,
-        artifacts=dict(plugins.artifacts),
+        artifact=settings.artifact("cni-plugins"),
         destination=directory,
         download=download,
         mirror=mirror,
         cache_dir=cache_dir,
     )
     if prebuilt:
-        # A prebuilt cnitool is the binary itself, or a .tar.gz/.tgz with it at the root.
-        archived = all(artifact.filename.endswith((".tgz", ".tar.gz")) for artifact in prebuilt.values())
+        # A prebuilt cnitool is the binary itself, or a .tar.gz/.tgz with it at the root (pre-flight checked that
+        # this host's architecture has an entry).
+        artifact = prebuilt[settings.arch]
         release.install(
-            name=f"cnitool {cnitool_tag} (prebuilt)",
+            name=f"cnitool {cnitool.version} (prebuilt)",
             component="cnitool",
-            version=cnitool_tag,
-            artifacts=prebuilt,
+            version=cnitool.version,
+            artifact=artifact,
             destination=directory,
-            layout="archive" if archived else "binary",
+            layout="archive" if artifact.filename.endswith((".tgz", ".tar.gz")) else "binary",
             binary_name="cnitool",
             download=download,
             cache_dir=cache_dir,
         )
     else:
-        go = lock.component("go")
+        go = settings.locked("go")
         cni.cnitool_from_source(
-            name=f"cnitool {cnitool_tag} (go install)",
-            tag=cnitool_tag,
+            name=f"cnitool {cnitool.version} (go install)",
+            version=cnitool.version,
             go_version=go.version,
-            go_artifacts=dict(go.artifacts),
-            go_root=data.get(host, data.GO_ROOT),
+            go_artifact=settings.artifact("go"),
+            go_root=settings.get(data.GO_ROOT),
             directory=directory,
-            remove_go=data.get(host, data.GO_REMOVE_AFTER_BUILD),
+            remove_go=settings.get(data.GO_REMOVE_AFTER_BUILD),
             download=download,
             mirror=mirror,
             cache_dir=cache_dir,

@@ -9,57 +9,65 @@ version`` answers. Run it alone with ``pyinfra INVENTORY deploys/containerd.py``
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from packaging.version import Version
 from pyinfra.api.deploy import deploy
-from pyinfra.context import host
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
-from pyinfra_iluvatar import data
+from pyinfra_iluvatar import data, preflight
 from pyinfra_iluvatar.operations import containerd, release
 
 SERVICE = "containerd.service"
 
 
 @deploy("containerd")
-def containerd_runtime() -> None:
-    """Install and run the locked containerd; reads the ``iluvatar_*`` data keys (README table)."""
-    locked = data.lock(host).component("containerd")
-    replace_package = data.get(host, data.CONTAINERD_REPLACE_PACKAGE)
-    nofile = data.get(host, data.NOFILE_LIMIT)
-    snapshotter = data.get(host, data.SNAPSHOTTER)
-    download = data.get(host, data.DOWNLOAD)
-    mirror = data.get(host, data.MIRROR)
-    cache_dir = data.get(host, data.DOWNLOAD_CACHE)
+def containerd_runtime(settings: preflight.HostPlan | None = None) -> Callable[[], bool]:
+    """
+    Install and run the locked containerd; reads the ``iluvatar_*`` data keys (README table), or ``settings``
+    when a deploy that checked them (the worker's) passes its own. Returns, for ``_if=``, whether this run started
+    or restarted containerd.
+    """
+    settings = settings or preflight.plan("containerd")
+    locked = settings.locked("containerd")
 
-    containerd.distro_package_absent(name="No packaged containerd", replace=replace_package)
+    containerd.distro_package_absent(
+        name="No packaged containerd", replace=settings.get(data.CONTAINERD_REPLACE_PACKAGE)
+    )
     binaries = release.install(
         name=f"containerd {locked.version} binaries",
         component="containerd",
         version=locked.version,
-        artifacts=dict(locked.artifacts),
+        artifact=settings.artifact("containerd"),
         destination="/usr/local/bin",
         strip_components=1,
-        download=download,
-        mirror=mirror,
-        cache_dir=cache_dir,
+        download=settings.get(data.DOWNLOAD),
+        mirror=settings.get(data.MIRROR),
+        cache_dir=settings.get(data.DOWNLOAD_CACHE),
     )
     # A packaged containerd's /usr/bin/ctr (gone once the package is replaced) would be kept as a dated backup.
     files.link(name="/usr/bin/ctr is the release ctr", path="/usr/bin/ctr", target="/usr/local/bin/ctr", force=True)
     unmask = containerd.unmasked(name="containerd.service is not masked")
-    unit = containerd.unit(name="containerd unit", limit_nofile=nofile)
+    unit = containerd.unit(name="containerd unit", limit_nofile=settings.get(data.NOFILE_LIMIT))
     config = containerd.config(
-        name="containerd config", containerd_major=Version(locked.version).major, snapshotter=snapshotter
+        name="containerd config",
+        containerd_major=Version(locked.version).major,
+        snapshotter=settings.get(data.SNAPSHOTTER),
     )
     systemd.daemon_reload(name="Reload systemd units", _if=any_changed(unmask, unit))
+    # A reinstall that found every binary byte-identical (a lost receipt) replaced nothing: no restart for it.
+    files_replaced, setup_changed = release.replaced(binaries), any_changed(unmask, unit, config)
     restart = systemd.service(
         name="Start or restart containerd (binaries, unit or config changed)",
         service=SERVICE,
         restarted=True,
-        _if=any_changed(binaries, unmask, unit, config),
+        _if=lambda: files_replaced() or setup_changed(),
     )
     start = systemd.service(name="containerd running and enabled", service=SERVICE, running=True, enabled=True)
-    containerd.ready(name="containerd answers ctr version", _if=any_changed(restart, start))
+    started = any_changed(restart, start)
+    containerd.ready(name="containerd answers ctr version", _if=started)
+    return started
 
 
 # `pyinfra INVENTORY deploys/containerd.py` executes this file without a module name: run the deploy then.

@@ -1,7 +1,9 @@
 """
-The Ilúvatar worker host, from the setup page's "Worker Runtime dependencies": so far its packages (the
-optional energy tools included) and file limits. containerd and the CNI tools have their own deploys
-(``deploys/containerd.py``, ``deploys/cni.py``) until the isolation step joins them here.
+The Ilúvatar worker host, the setup page's "Worker Runtime dependencies" whole, in this order: packages (the
+optional energy tools included), file limits, isolation (containerd from the locked release), the CNI plugins and
+cnitool, ZFS (pool and containerd's snapshotter dataset; containerd restarted once when that mount first appears),
+and the worker's ``worker.json``. Every part is also a deploy of its own (``deploys/containerd.py``,
+``deploys/cni.py``, ``deploys/zfs.py``).
 
 Use it three ways:
 
@@ -12,12 +14,20 @@ Use it three ways:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 from pyinfra.api.deploy import deploy
+from pyinfra.api.operation import OperationMeta
 from pyinfra.context import host
 from pyinfra.facts.server import KernelVersion, LinuxDistribution
+from pyinfra.operations import systemd
 
-from pyinfra_iluvatar import data
-from pyinfra_iluvatar.operations import limits, packages
+from pyinfra_iluvatar import data, preflight
+from pyinfra_iluvatar.deploys.cni import cni_tools
+from pyinfra_iluvatar.deploys.containerd import SERVICE, containerd_runtime
+from pyinfra_iluvatar.deploys.zfs import zfs_storage
+from pyinfra_iluvatar.operations import containerd, limits, packages, worker_config
 
 # What the worker binary calls by fixed path (iptables, ifconfig, ip, pgrep, ...) and the page's package list.
 WORKER_PACKAGES = ["curl", "runc", "bridge-utils", "iptables", "net-tools", "sysstat", "jq", "iproute2", "procps"]
@@ -33,16 +43,41 @@ def energy_packages() -> list[str]:
 @deploy("Ilúvatar worker")
 def worker() -> None:
     """Bring this host to an Ilúvatar worker; reads the ``iluvatar_*`` data keys (README table)."""
-    extra = data.get(host, data.EXTRA_PACKAGES)
-    energy = data.get(host, data.ENERGY_TOOLS)
-    nofile = data.get(host, data.NOFILE_LIMIT)
-    nproc = data.get(host, data.NPROC_LIMIT)
-
+    settings = preflight.plan("worker")
+    energy = energy_packages() if settings.get(data.ENERGY_TOOLS) else []
     packages.apt_installed(
-        name="Worker packages",
-        packages=WORKER_PACKAGES + (energy_packages() if energy else []) + extra,
+        name="Worker packages", packages=WORKER_PACKAGES + energy + settings.get(data.EXTRA_PACKAGES)
     )
-    limits.pam_limits(name="File and process limits", limits={"nofile": nofile, "nproc": nproc})
+    limits.pam_limits(
+        name="File and process limits",
+        limits={"nofile": settings.get(data.NOFILE_LIMIT), "nproc": settings.get(data.NPROC_LIMIT)},
+    )
+    uses_containerd = "containerd" in settings.get(data.ISOLATION)
+    # pyinfra types a deploy's call like an operation's; these deploys return what the worker needs of them.
+    if uses_containerd:
+        started = cast("Callable[[], bool]", containerd_runtime(settings=settings))
+        cni_tools(settings=settings)
+    dataset = cast("OperationMeta | None", zfs_storage(settings=settings))
+    if uses_containerd:
+        starts = [started]
+        if dataset is not None:
+            restarted = systemd.service(
+                name="containerd restarted: its zfs snapshotter's dataset is mounted",
+                service=SERVICE,
+                restarted=True,
+                _if=dataset.did_change,
+            )
+            containerd.ready(name="containerd answers ctr version again", _if=restarted.did_change)
+            starts.append(restarted.did_change)
+        containerd.plugins_ready(
+            name="containerd's CRI and snapshotter plugins loaded",
+            snapshotter=settings.get(data.SNAPSHOTTER),
+            _if=lambda: any(start() for start in starts),
+        )
+    assert settings.worker_config is not None  # pre-flight rendered it for the "worker" part
+    worker_config.worker_config(
+        name="Worker config", config=settings.worker_config, path=settings.get(data.WORKER_CONFIG_PATH)
+    )
 
 
 # `pyinfra INVENTORY deploys/worker.py` executes this file without a module name: run the deploy then.

@@ -19,7 +19,7 @@ def _route_metric(fields: list[str]) -> int:
     return 0
 
 
-def _best_route_device(lines: list[str]) -> str | None:
+def best_route_device(lines: list[str]) -> str | None:
     """Device of the default route with the lowest metric, ``None`` when there is none."""
     routes: list[tuple[int, str]] = []
     for line in lines:
@@ -67,4 +67,4 @@ class DefaultRouteInterface(FactBase[str | None]):
         if _FAMILY_SEPARATOR not in lines:
             raise FactProcessError(f"unexpected `ip route` output: {output!r}")
         split = lines.index(_FAMILY_SEPARATOR)
-        return _best_route_device(lines[:split]) or _best_route_device(lines[split + 1 :])
+        return best_route_device(lines[:split]) or best_route_device(lines[split + 1 :])

@@ -16,15 +16,15 @@ from pyinfra.context import host
 
 from pyinfra_iluvatar.facts.release import InstalledRelease, receipt_paths
 from pyinfra_iluvatar.operations import release
-from pyinfra_iluvatar.releases.components import CNITOOL_PACKAGE
+from pyinfra_iluvatar.releases.components import CNITOOL, CNITOOL_PACKAGE
 from pyinfra_iluvatar.releases.lockfile import Artifact
 
 
 @operation()
 def cnitool_from_source(
-    tag: str,
+    version: str,
     go_version: str,
-    go_artifacts: dict[str, Artifact],
+    go_artifact: Artifact,
     go_root: str = "/usr/local/lib/pyinfra-iluvatar/go",
     directory: str = "/opt/cni/bin",
     remove_go: bool = False,
@@ -33,17 +33,17 @@ def cnitool_from_source(
     cache_dir: str = "~/.cache/pyinfra-iluvatar/artifacts",
 ) -> Generator[Any, None, None]:
     """
-    Build ``cnitool`` at ``tag`` with ``go install`` and install it into ``directory``.
+    Build ``cnitool`` at ``version`` (tag ``v<version>``) with ``go install`` and install it into ``directory``.
 
-    Does nothing when this package's receipt says cnitool ``tag`` is installed and unchanged. Otherwise installs
+    Does nothing when this package's receipt says cnitool ``version`` is installed and unchanged. Otherwise installs
     the locked Go toolchain into ``go_root`` (verified, like every release artifact; a private directory, so an
     admin's ``/usr/local/go`` is never touched), builds in a staging directory with ``GOTOOLCHAIN=local``, and
-    renames the binary into place. The host needs the Go module proxy (``GOPROXY``) for this; a failed build
-    leaves the previous cnitool untouched. With ``remove_go`` the toolchain is removed afterwards — a later run
-    still does nothing, as long as cnitool is unchanged.
+    renames the binary into place (unless the one there is byte-identical). The host needs the Go module proxy
+    (``GOPROXY``) for this; a failed build leaves the previous cnitool untouched. With ``remove_go`` the
+    toolchain is removed afterwards — a later run still does nothing, as long as cnitool is unchanged.
 
-    + tag: the cnitool tag from the lock (``v1.2.3``)
-    + go_version / go_artifacts: the locked Go toolchain
+    + version: the cnitool version from the lock (``1.2.3``; built from tag ``v1.2.3``)
+    + go_version / go_artifact: the locked Go toolchain, its artifact for this host's architecture
     + go_root: where the Go toolchain goes
     + directory: where cnitool goes (the CNI plugin directory)
     + remove_go: remove the Go toolchain after the build
@@ -53,23 +53,24 @@ def cnitool_from_source(
 
     .. code:: python
 
+        go = lock.component("go")
         cni.cnitool_from_source(
             name="cnitool",
-            tag=lock.component("cnitool").tag,
-            go_version=lock.component("go").version,
-            go_artifacts=dict(lock.component("go").artifacts),
+            version=lock.component("cnitool").version,
+            go_version=go.version,
+            go_artifact=go.artifact("amd64"),
         )
     """
     installed = host.get_fact(InstalledRelease, component="cnitool")
     in_place = installed and all(path.startswith(f"{directory}/") for path in installed["files"])
-    if installed and in_place and installed["version"] == tag and installed["intact"]:
-        host.noop(f"cnitool {tag} is installed in {directory}")
+    if installed and in_place and installed["version"] == version and installed["intact"]:
+        host.noop(f"cnitool {version} is installed in {directory}")
         return
 
     yield from release.install._inner(
         component="go",
         version=go_version,
-        artifacts=go_artifacts,
+        artifact=go_artifact,
         destination=go_root,
         layout="tree",
         strip_components=1,
@@ -78,7 +79,7 @@ def cnitool_from_source(
         cache_dir=cache_dir,
     )
     q = shlex.quote
-    module = f"{CNITOOL_PACKAGE}@{tag}"
+    module = f"{CNITOOL_PACKAGE}@{CNITOOL.source.tag(version)}"
     build = (
         'export HOME="$staging" GOPATH="$staging/gopath" GOCACHE="$staging/gocache" GOBIN="$staging/unpacked"'
         " GOTOOLCHAIN=local GOFLAGS=-modcacherw\n"
@@ -87,7 +88,7 @@ def cnitool_from_source(
     )
     yield release.script(
         component="cnitool",
-        version=tag,
+        version=version,
         source=f"go install {module} with go {go_version}",
         steps=f"{build}\n{release.place_executables(directory, receipt_paths('cnitool')[1])}",
     )

@@ -10,13 +10,15 @@ from collections.abc import Generator
 from io import StringIO
 from typing import Any
 
-from pyinfra.api.command import StringCommand
-from pyinfra.api.exceptions import OperationValueError
+from pyinfra.api.command import QuoteString, StringCommand
+from pyinfra.api.exceptions import OperationError, OperationValueError
 from pyinfra.api.operation import operation
 from pyinfra.context import host
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FindInFile, Link
 from pyinfra.operations import apt, files
+
+from pyinfra_iluvatar.facts.containerd import ContainerdPlugins
 
 UNIT_PATH = "/etc/systemd/system/containerd.service"
 CONFIG_PATH = "/etc/containerd/config.toml"
@@ -25,6 +27,7 @@ MANAGED_HEADER = "# Managed by pyinfra-iluvatar"
 DISTRO_PACKAGES = ("containerd", "containerd.io")
 DOCKER_PACKAGES = ("docker.io", "docker-ce")
 SNAPSHOTTERS = ("zfs", "overlayfs", "native")
+"""The snapshotters a deploy may set as containerd's default (and the worker's ``container_resources.snapshotter``)."""
 
 
 def render_unit(limit_nofile: int) -> str:
@@ -106,12 +109,12 @@ def distro_package_absent(replace: bool = False) -> Generator[Any, None, None]:
     found = ", ".join(f"{name} {'/'.join(installed[name])}" for name in present)
     docker = [name for name in DOCKER_PACKAGES if name in installed]
     if docker:
-        raise OperationValueError(
+        raise OperationError(
             f"{host.name}: containerd comes from the package {found}, which {', '.join(docker)} needs; "
             "the release build cannot replace it while Docker's engine is installed from packages"
         )
     if not replace:
-        raise OperationValueError(
+        raise OperationError(
             f"{host.name}: containerd is already installed from the package {found}; set "
             "iluvatar_containerd_replace_package=true to remove it in favour of the locked release build"
         )
@@ -179,7 +182,7 @@ def config(containerd_major: int, snapshotter: str = "zfs") -> Generator[Any, No
     yield from files.put._inner(src=StringIO(content), dest=CONFIG_PATH, user="root", group="root", mode="644")
 
 
-@operation()
+@operation(is_idempotent=False, idempotent_notice="It waits for containerd each time it runs: run it with _if=.")
 def ready(timeout: int = 60) -> Generator[Any, None, None]:
     """
     Wait until containerd answers ``ctr version`` (through ``/usr/bin/ctr``, the path the worker calls), failing
@@ -198,3 +201,52 @@ def ready(timeout: int = 60) -> Generator[Any, None, None]:
         f"i=0; until /usr/bin/ctr version >/dev/null 2>&1; do i=$((i+1)); if [ $i -ge {seconds} ]; then "
         f'echo "containerd did not answer ctr version within {seconds}s" >&2; exit 1; fi; sleep 1; done'
     )
+
+
+CRI_PLUGIN = "io.containerd.grpc.v1.cri"
+_SNAPSHOTTER_HINTS = {
+    "zfs": "no ZFS dataset is mounted at /var/lib/containerd/io.containerd.snapshotter.v1.zfs (zfs-fuse's fuse.zfs"
+    " mounts do not count), or this containerd build lacks the zfs snapshotter (2.0.0)",
+    "overlayfs": "/var/lib/containerd cannot hold overlay mounts (it is itself on overlayfs, or the kernel lacks it)",
+}
+
+
+@operation(is_idempotent=False, idempotent_notice="It reads containerd's plugins each time it runs: use _if=.")
+def plugins_ready(snapshotter: str) -> Generator[Any, None, None]:
+    """
+    Check that containerd answers and loaded its CRI plugin and the ``snapshotter`` snapshotter: the Ilúvatar
+    worker pulls images with that snapshotter and runs containers through them. Changes nothing; a missing or
+    failed plugin fails this host (not the others) with containerd's status and the likely cause. Run it after
+    a start or restart (``_if=``).
+
+    + snapshotter: the snapshotter the worker uses (``zfs``, ``overlayfs``, ``native``)
+
+    **Example:**
+
+    .. code:: python
+
+        containerd.plugins_ready(name="containerd plugins", snapshotter="zfs", _if=any_changed(restart, start))
+    """
+    found = host.get_fact(ContainerdPlugins)
+    if found is None or not found["answering"]:
+        reason = "ctr is not installed" if found is None else found["error"]
+        yield _fail(f"containerd does not answer: {reason}")
+        return
+    problems = []
+    for name, hint in (
+        (f"io.containerd.snapshotter.v1.{snapshotter}", _SNAPSHOTTER_HINTS.get(snapshotter)),
+        (CRI_PLUGIN, None),
+    ):
+        plugin = found["plugins"].get(name)
+        status = plugin["status"] if plugin else "absent"
+        if status != "ok":
+            problems.append(f"plugin {name} is {status}" + (f" ({hint})" if hint else ""))
+    if problems:
+        yield _fail(f"containerd is running but {'; '.join(problems)}")
+        return
+    host.noop(f"containerd's CRI plugin and {snapshotter} snapshotter are loaded")
+
+
+def _fail(message: str) -> StringCommand:
+    """A command that fails this host alone with ``message`` (raising would stop every host at this operation)."""
+    return StringCommand("echo", QuoteString(f"pyinfra-iluvatar: {message}"), ">&2", "&&", "exit", "1")

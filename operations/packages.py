@@ -1,14 +1,22 @@
-"""Distribution packages, installed so that a converged host costs no ``apt-get update``."""
+"""Distribution packages, installed so that a converged host costs no ``apt-get update``, and the sources they
+come from."""
 
 from __future__ import annotations
 
 from collections.abc import Generator
+from io import StringIO
 from typing import Any
 
+from pyinfra.api.exceptions import OperationError
 from pyinfra.api.operation import operation
 from pyinfra.context import host
+from pyinfra.facts.apt import AptSources
 from pyinfra.facts.deb import DebPackages
-from pyinfra.operations import apt
+from pyinfra.facts.server import LinuxDistribution
+from pyinfra.operations import apt, files
+
+CONTRIB_SOURCES = "/etc/apt/sources.list.d/pyinfra-iluvatar-contrib.sources"
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
 
 @operation()
@@ -38,3 +46,36 @@ def apt_installed(packages: list[str]) -> Generator[Any, None, None]:
         return
     yield from apt.update._inner()
     yield from apt.packages._inner(packages=missing, no_recommends=True)
+
+
+@operation()
+def debian_contrib() -> Generator[Any, None, None]:
+    """
+    Enable Debian's ``contrib`` component (``zfs-dkms`` and ``zfsutils-linux`` live there) when no configured
+    source of the host's release has it: a deb822 file of this package's own,
+    ``/etc/apt/sources.list.d/pyinfra-iluvatar-contrib.sources``, for the release and its ``-updates``, from the
+    same archive as the host's ``main`` source (``deb.debian.org`` when there is none). The host's own source files
+    are never edited. Refresh the package lists afterwards (``packages.apt_installed`` does when a package is missing).
+
+    **Example:**
+
+    .. code:: python
+
+        packages.debian_contrib(name="Debian contrib enabled")
+    """
+    distribution = host.get_fact(LinuxDistribution)
+    codename = distribution["release_meta"].get("VERSION_CODENAME")
+    if distribution["name"] != "Debian" or not codename:
+        raise OperationError(f"{host.name}: contrib is a Debian component; this host runs {distribution['name']}")
+    sources = host.get_fact(AptSources)
+    releases = [repo for repo in sources if repo["type"] == "deb" and repo["distribution"] == codename]
+    if any("contrib" in repo["components"] for repo in releases):
+        host.noop(f"contrib is enabled for {codename}")
+        return
+    archive = next((repo["url"] for repo in releases if "main" in repo["components"]), "http://deb.debian.org/debian")
+    text = (
+        "# Managed by pyinfra-iluvatar: Debian's contrib component, for zfs-dkms and zfsutils-linux.\n"
+        f"Types: deb\nURIs: {archive}\nSuites: {codename} {codename}-updates\nComponents: contrib\n"
+        f"Signed-By: {DEBIAN_KEYRING}\n"
+    )
+    yield from files.put._inner(src=StringIO(text), dest=CONTRIB_SOURCES, user="root", group="root", mode="644")

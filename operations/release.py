@@ -10,11 +10,12 @@ temporary name, and only then renames them into place. It finishes by writing a 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shlex
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,41 +24,35 @@ from pyinfra import logger
 from pyinfra.api.command import FileUploadCommand, FunctionCommand, StringCommand
 from pyinfra.api.exceptions import OperationValueError
 from pyinfra.api.host import Host
-from pyinfra.api.operation import operation
+from pyinfra.api.operation import OperationMeta, operation
 from pyinfra.api.state import State
 from pyinfra.context import host
-from pyinfra.facts.server import Arch
 
 from pyinfra_iluvatar.facts.release import RECEIPT_DIR, InstalledRelease, receipt_paths
+from pyinfra_iluvatar.releases.http import describe
 from pyinfra_iluvatar.releases.lockfile import Artifact
+from pyinfra_iluvatar.urls import redact
 
 UPLOAD_DIR = "/var/lib/pyinfra-iluvatar/uploads"
-
-# `uname -m` → the Debian architecture names that release assets and lock files use.
-DEBIAN_ARCH = {
-    "x86_64": "amd64",
-    "aarch64": "arm64",
-    "armv7l": "armhf",
-    "ppc64le": "ppc64el",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-}
+STAGING_DIR = "/var/tmp"
+REPLACED = "pyinfra-iluvatar: files replaced"
+"""The line an install prints when it replaced or removed installed files (not when it only rewrote a receipt)."""
 
 Layout = Literal["archive", "binary", "tree"]
 DownloadMode = Literal["host", "controller"]
+DOWNLOAD_MODES: tuple[DownloadMode, ...] = ("host", "controller")
+"""Who downloads artifacts: each host, or the controller once per artifact for the whole fleet."""
 
 _cache_locks: dict[str, threading.Lock] = {}
 _cache_locks_guard = threading.Lock()
 
 
-def host_arch(current: Host) -> str:
-    """The Debian architecture name of ``current`` (``amd64``, ``arm64``, …), from ``uname -m``."""
-    machine = str(current.get_fact(Arch)).strip()
-    if machine not in DEBIAN_ARCH:
-        raise OperationValueError(
-            f"{current.name}: unsupported machine architecture {machine!r}; accepted: {', '.join(DEBIAN_ARCH)}"
-        )
-    return DEBIAN_ARCH[machine]
+def replaced(*installs: OperationMeta) -> Callable[[], bool]:
+    """
+    For ``_if=``: whether any of these installs replaced or removed an installed file. An install that found
+    every file byte-identical (a lost receipt, rewritten) changed nothing a service runs: restart nothing then.
+    """
+    return lambda: any(op.did_change() and REPLACED in op.stdout_lines for op in installs)
 
 
 def _component_name(component: str) -> str:
@@ -67,7 +62,11 @@ def _component_name(component: str) -> str:
 
 
 def place_executables(destination: str, sums: str) -> str:
-    """Script part: rename every top-level executable of ``$staging/unpacked`` into ``destination``."""
+    """
+    Script part: rename every top-level executable of ``$staging/unpacked`` into ``destination`` — unless every
+    one is already there byte-identical and executable — and remove files the previous receipt lists there that
+    this release lacks. Sets ``changed=yes`` when it replaced or removed anything.
+    """
     q = shlex.quote
     return f"""cd "$staging/unpacked"
 set --
@@ -75,17 +74,20 @@ for f in *; do if [ -f "$f" ] && [ -x "$f" ]; then set -- "$@" "$f"; fi; done
 [ "$#" -gt 0 ] || fail "the artifact holds no executables"
 dest={q(destination)}
 mkdir -p "$dest"
-for f; do
-    cp "$f" "$dest/.$f.pyinfra-iluvatar-new" && chmod 755 "$dest/.$f.pyinfra-iluvatar-new" \\
-        || {{ for g; do rm -f "$dest/.$g.pyinfra-iluvatar-new"; done; fail "cannot write $dest"; }}
-done
-for f; do mv -f "$dest/.$f.pyinfra-iluvatar-new" "$dest/$f"; done
+for f; do if ! [ -x "$dest/$f" ] || ! cmp -s "$f" "$dest/$f"; then changed=yes; fi; done
+if [ "$changed" = yes ]; then
+    for f; do
+        cp "$f" "$dest/.$f.pyinfra-iluvatar-new" && chmod 755 "$dest/.$f.pyinfra-iluvatar-new" \\
+            || {{ for g; do rm -f "$dest/.$g.pyinfra-iluvatar-new"; done; fail "cannot write $dest"; }}
+    done
+    for f; do mv -f "$dest/.$f.pyinfra-iluvatar-new" "$dest/$f"; done
+fi
 if [ -f {q(sums)} ]; then
     while read -r _sum path; do
         case "$path" in "$dest"/*) ;; *) continue ;; esac
         keep=no
         for f; do if [ "$path" = "$dest/$f" ]; then keep=yes; fi; done
-        if [ "$keep" = no ]; then rm -f "$path"; fi
+        if [ "$keep" = no ] && [ -e "$path" ]; then rm -f "$path"; changed=yes; fi
     done < {q(sums)}
 fi
 installed=$(for f; do printf '%s/%s\\n' "$dest" "$f"; done)"""
@@ -98,45 +100,64 @@ def installed_here(destination: str, sums: str) -> str:
 
 def _place_tree(destination: str, sums: str) -> str:
     """
-    Script part: swap the whole unpacked tree in as ``destination`` (the old tree goes only after). A
-    ``destination`` whose files this package's receipt does not list is never replaced: it may be an admin's.
+    Script part: swap the whole unpacked tree in as ``destination`` (the old tree goes only after), unless the
+    tree there is already identical. A different ``destination`` whose files this package's receipt does not
+    list is never replaced: it may be an admin's. Sets ``changed=yes`` when it swapped.
     """
     q = shlex.quote
     return f"""dest={q(destination)}
 [ -d "$staging/unpacked/bin" ] || fail "the artifact has no bin/ directory"
-if [ -e "$dest" ] && ! {installed_here(destination, sums)}; then
-    fail "$dest exists and was not installed by pyinfra-iluvatar"
+if ! [ -d "$dest" ] || ! diff -rq "$staging/unpacked" "$dest" >/dev/null 2>&1; then
+    if [ -e "$dest" ] && ! {installed_here(destination, sums)}; then
+        fail "$dest exists and was not installed by pyinfra-iluvatar"
+    fi
+    mkdir -p "$(dirname "$dest")"
+    rm -rf "$dest.pyinfra-iluvatar-new" "$dest.pyinfra-iluvatar-old"
+    cp -a "$staging/unpacked" "$dest.pyinfra-iluvatar-new" \\
+        || {{ rm -rf "$dest.pyinfra-iluvatar-new"; fail "cannot write $dest"; }}
+    if [ -e "$dest" ]; then mv "$dest" "$dest.pyinfra-iluvatar-old"; fi
+    mv "$dest.pyinfra-iluvatar-new" "$dest"
+    rm -rf "$dest.pyinfra-iluvatar-old"
+    changed=yes
 fi
-mkdir -p "$(dirname "$dest")"
-rm -rf "$dest.pyinfra-iluvatar-new" "$dest.pyinfra-iluvatar-old"
-cp -a "$staging/unpacked" "$dest.pyinfra-iluvatar-new" \\
-    || {{ rm -rf "$dest.pyinfra-iluvatar-new"; fail "cannot write $dest"; }}
-if [ -e "$dest" ]; then mv "$dest" "$dest.pyinfra-iluvatar-old"; fi
-mv "$dest.pyinfra-iluvatar-new" "$dest"
-rm -rf "$dest.pyinfra-iluvatar-old"
 installed=$(for f in "$dest"/bin/*; do if [ -f "$f" ]; then printf '%s\\n' "$f"; fi; done)"""
 
 
 def script(*, component: str, version: str, source: str, steps: str) -> str:
     """
     A POSIX shell install script: ``steps`` run in a fresh ``$staging`` directory (removed on exit) with a
-    ``fail`` function, must move files into place last and list them in ``$installed``; then the receipt is
-    written. Any failure before the move changes nothing.
+    ``fail`` function, must move files into place last, list them in ``$installed`` and set ``changed=yes`` when
+    they replaced anything; then the receipt is written, and :data:`REPLACED` printed when files changed. Any
+    failure before the move changes nothing. Staging directories of this component left by an install that died
+    (host powered off, connection cut) are removed first: each is named for its script's PID, and is left alone
+    while that PID is still an install script of this component.
     """
     release, sums = receipt_paths(component)
     q = shlex.quote
+    prefix = f"{STAGING_DIR}/pyinfra-iluvatar-{component}."
     return f"""set -eu
 umask 022
 fail() {{ echo "pyinfra-iluvatar: {component} {version}: $*; the previous install is untouched" >&2; exit 1; }}
-staging=$(mktemp -d /var/tmp/pyinfra-iluvatar-{component}.XXXXXX)
+for old in {prefix}*; do
+    pid=${{old#{prefix}}}; pid=${{pid%%.*}}
+    case "$pid" in ''|*[!0-9]*) continue ;; esac
+    if [ -d "$old" ] && ! grep -qs {q(f"pyinfra-iluvatar-{component}.")} "/proc/$pid/cmdline"; then rm -rf "$old"; fi
+done
+staging=$(mktemp -d {prefix}$$.XXXXXX)
 trap 'rm -rf "$staging"' EXIT
+changed=no
 {steps}
 mkdir -p {q(RECEIPT_DIR)}
 printf '%s\\n' "$installed" | while read -r f; do sha256sum "$f"; done > {q(sums + ".tmp")}
 mv -f {q(sums + ".tmp")} {q(sums)}
 printf 'component=%s\\nversion=%s\\nsource=%s\\n' {q(component)} {q(version)} {q(source)} > {q(release + ".tmp")}
 mv -f {q(release + ".tmp")} {q(release)}
-echo "installed {component} {version}:" $installed
+if [ "$changed" = yes ]; then
+    echo "installed {component} {version}:" $installed
+    echo {q(REPLACED)}
+else
+    echo "{component} {version}: installed files already byte-identical; receipt rewritten"
+fi
 """
 
 
@@ -172,37 +193,43 @@ def fetch_to_cache(state: State, host: Host, url: str, sha256: str, path: str) -
     with _cache_lock(path):
         if target.is_file() and _sha256_of(target) == sha256:
             return True
-        target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + f".partial-{os.getpid()}")
         digest = hashlib.sha256()
+        problem = None
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             with requests.get(url, stream=True, timeout=60) as response:
                 response.raise_for_status()
                 with partial.open("wb") as stream:
                     for chunk in response.iter_content(chunk_size=1 << 20):
                         digest.update(chunk)
                         stream.write(chunk)
-        except (requests.RequestException, OSError) as error:
-            partial.unlink(missing_ok=True)
-            host.log_styled(f"controller download failed: {error}", fg="red", log_func=logger.error)
-            return False
-        if digest.hexdigest() != sha256:
-            partial.unlink(missing_ok=True)
-            host.log_styled(
-                f"checksum mismatch for {target.name}: expected {sha256}, got {digest.hexdigest()}",
-                fg="red",
-                log_func=logger.error,
-            )
-            return False
-        partial.replace(target)
-        return True
+        except requests.RequestException as error:
+            problem = describe(error)
+        except OSError as error:
+            problem = f"cannot write {partial}: {error.strerror}"
+        else:
+            if digest.hexdigest() != sha256:
+                problem = f"checksum mismatch: expected {sha256}, got {digest.hexdigest()}"
+        if problem is None:
+            partial.replace(target)
+            return True
+        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            target.parent.rmdir()  # no empty cache entry is left behind (it fails while other files are there)
+        host.log_styled(
+            f"controller download of {target.name} from {redact(url)} failed: {problem}",
+            fg="red",
+            log_func=logger.error,
+        )
+        return False
 
 
 @operation()
 def install(
     component: str,
     version: str,
-    artifacts: dict[str, Artifact],
+    artifact: Artifact,
     destination: str,
     layout: Layout = "archive",
     strip_components: int = 0,
@@ -212,19 +239,20 @@ def install(
     cache_dir: str = "~/.cache/pyinfra-iluvatar/artifacts",
 ) -> Generator[Any, None, None]:
     """
-    Install the executables of a release artifact into ``destination``, for the host's architecture.
+    Install the executables of a release artifact (the one for this host's architecture) into ``destination``.
 
-    Does nothing when this package's receipt on the host says ``version`` from the same artifact is installed
-    and every installed file is unchanged. Otherwise: fetches the artifact into a staging directory on the host,
+    Does nothing when this package's receipt on the host says ``version`` from this artifact is installed and
+    every installed file is unchanged. Otherwise: fetches the artifact into a staging directory on the host,
     verifies its sha256, unpacks it (``layout="archive"``: a ``.tar.gz``; ``"binary"``: the artifact is the
-    executable, installed as ``binary_name``), copies every top-level executable next to its destination under a
-    temporary name and renames them into place, removes files that the previous install of this component had
-    and this one does not, and writes the receipt. Any failure before the renames — download, checksum, unpack,
-    disk — leaves the previous install untouched.
+    executable, installed as ``binary_name``), and — unless every file is already there byte-identical (a lost
+    receipt) — copies every top-level executable next to its destination under a temporary name and renames them
+    into place; removes files that the previous install of this component had and this one does not, and writes
+    the receipt. Any failure before the renames — download, checksum, unpack, disk — leaves the previous install
+    untouched. Use :func:`replaced` to restart a service only when files really changed.
 
     + component: receipt name (``containerd``, ``cni-plugins``, ...): letters, digits, ``-``, ``_``
-    + version: the version being installed, recorded in the receipt
-    + artifacts: Debian architecture name (``amd64``, ``arm64``) → artifact (url, sha256, filename)
+    + version: the version being installed, recorded in the receipt (no ``v`` prefix)
+    + artifact: the artifact for this host's architecture (``LockedComponent.artifact(arch)``)
     + destination: directory the executables go into (``/usr/local/bin``, ``/opt/cni/bin``)
     + layout: ``archive`` (executables at the archive's top level, after ``strip_components``), ``binary`` (the
       artifact is the executable) or ``tree`` (the whole archive becomes ``destination``, as a Go toolchain)
@@ -239,11 +267,12 @@ def install(
 
     .. code:: python
 
+        containerd = lock.component("containerd")
         release.install(
             name="containerd binaries",
             component="containerd",
-            version=lock.components["containerd"].version,
-            artifacts=lock.components["containerd"].artifacts,
+            version=containerd.version,
+            artifact=containerd.artifact("amd64"),
             destination="/usr/local/bin",
             strip_components=1,
         )
@@ -251,29 +280,20 @@ def install(
     component = _component_name(component)
     if layout == "binary" and not binary_name:
         raise OperationValueError(f"{component}: layout='binary' needs binary_name")
-    if download not in ("host", "controller"):
-        raise OperationValueError(f"{component}: download must be 'host' or 'controller', got {download!r}")
-    # The receipt alone tells a converged host (its source is one of the locked artifacts, whose sha256 differ
-    # per architecture): reading it first spares the `uname -m` round trip on every converged run.
+    if download not in DOWNLOAD_MODES:
+        raise OperationValueError(f"{component}: download must be one of {', '.join(DOWNLOAD_MODES)}, got {download!r}")
     installed = host.get_fact(InstalledRelease, component=component)
     if (
         installed
         and installed["version"] == version
-        and installed["source"] in {f"sha256:{locked.sha256}" for locked in artifacts.values()}
+        and installed["source"] == f"sha256:{artifact.sha256}"
         and installed["intact"]
         and all(path.startswith(f"{destination}/") for path in installed["files"])
     ):
         host.noop(f"{component} {version} is installed in {destination}")
         return
 
-    arch = host_arch(host)
-    if arch not in artifacts:
-        raise OperationValueError(
-            f"{host.name}: no {component} {version} artifact for {arch}; the lock has {', '.join(sorted(artifacts))}"
-        )
-    artifact = artifacts[arch]
     url = artifact.url_via(mirror)
-
     if download == "controller":
         cached = str(Path(os.path.expanduser(cache_dir)) / artifact.sha256 / artifact.filename)
         uploaded = f"{UPLOAD_DIR}/{artifact.sha256}-{artifact.filename}"
@@ -286,7 +306,7 @@ def install(
             'command -v curl >/dev/null || fail "curl is not installed"\n'
             f"curl --fail --silent --show-error --location --retry 3 --connect-timeout 30 --netrc-optional \\\n"
             f'    --output "$staging/artifact" {shlex.quote(url)}'
-            f" || fail {shlex.quote(f'download of {artifact.filename} failed')}"
+            f" || fail {shlex.quote(f'download of {artifact.filename} from {redact(url)} failed')}"
         )
     if layout == "binary":
         unpack = f'cp "$staging/artifact" "$staging/unpacked/"{shlex.quote(binary_name or "")}'

@@ -28,6 +28,7 @@ def _fact_class(fact_dir: Path) -> type:
 for _fact_dir in FACT_DIRS:
     _test_class: type[TestCase] = make_fact_tests("pyinfra_iluvatar.facts", _fact_dir.name, _fact_dir)
     globals()[f"TestFact_{_fact_dir.name.replace('.', '_')}"] = _test_class
+del _test_class  # pytest would collect the last class a second time under this name
 
 
 ALL_FIXTURES = sorted(FACTS_DIR.glob("*/*.json")) + sorted(FACTS_DIR.glob("*/invalid/*.json"))

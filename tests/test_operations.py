@@ -17,3 +17,4 @@ OPERATIONS_DIR = Path(__file__).parent / "operations"
 for _op_dir in sorted(path for path in OPERATIONS_DIR.iterdir() if path.is_dir()):
     _test_class: type[TestCase] = make_operation_tests("pyinfra_iluvatar.operations", _op_dir.name, _op_dir)
     globals()[f"TestOperation_{_op_dir.name.replace('.', '_')}"] = _test_class
+del _test_class  # pytest would collect the last class a second time under this name

@@ -10,125 +10,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from pyinfra_iluvatar.tests.support.debian_artifacts import DebianArtifacts, build_debian_artifacts
+from pyinfra_iluvatar.sandbox.processes import wait_for
 from pyinfra_iluvatar.tests.support.fake_upstream import FakeFile, FakeRelease, FakeUpstream
-from pyinfra_iluvatar.tests.support.sandbox import SandboxSession
+from pyinfra_iluvatar.tests.support.lab import NEW, OLD, Lab, changed, failed_hosts
 
 pytestmark = pytest.mark.sandbox
 
-BIN = Path(sys.executable).parent
 CONTAINERD = "containerd/containerd"
-OLD, NEW = "1.6.20", "1.7.24"
-BINARIES = ("containerd", "containerd-shim-runc-v2", "ctr")
-
-
-@dataclass
-class Lab:
-    """The sandbox plus the fake upstream serving it, and a lock file for each containerd version."""
-
-    session: SandboxSession
-    artifacts: DebianArtifacts
-    upstream: FakeUpstream
-    locks: dict[str, Path]
-    cnitool: dict[str, dict[str, str]]
-    controller_cache: Path
-
-    @property
-    def hosts(self) -> list[str]:
-        return [host.name for host in self.session.hosts]
-
-    def data_arguments(self, lock: str, **data: object) -> list[str]:
-        """``--data`` options: the lock for containerd ``lock``, the prebuilt cnitool, the sandbox's limits."""
-        settings = {
-            "iluvatar_lock_file": str(self.locks[lock]),
-            "iluvatar_nofile_limit": 20000,  # the sandbox's hard cap (README): a unit asking for more cannot start
-            "iluvatar_cnitool_prebuilt": self.cnitool,
-            "iluvatar_download_cache": str(self.controller_cache),
-            **data,
-        }
-        return [f"--data={key}={json.dumps(value)}" for key, value in settings.items()]
-
-    def deploy(self, *deploys: str, lock: str = OLD, **data: object) -> dict[str, Any]:
-        """
-        Run the deploy files on every host in parallel: pyinfra's JSON report, its exit code and log. pyinfra
-        prints no report when every host failed ("No hosts remaining!"): ``results`` is None then.
-        """
-        result = self.session.pyinfra("--json", "--parallel", "3", *self.data_arguments(lock, **data), *deploys)
-        report: dict[str, Any] = json.loads(result.stdout) if result.stdout.strip() else {"results": None}
-        report["returncode"] = result.returncode
-        report["stderr"] = result.stderr
-        return report
-
-    def ssh(self, host: str, command: str) -> str:
-        result = self.session.ssh(host, command)
-        assert result.returncode == 0, f"{host}: {command}: {result.stderr}"
-        return result.stdout
-
-    def binaries_sha256(self, host: str) -> str:
-        return self.ssh(host, "cd /usr/local/bin && sha256sum " + " ".join(BINARIES))
-
-
-def changed(report: dict[str, Any]) -> dict[str, list[str]]:
-    """Operation name (without its deploy's prefix) → hosts it changed, from pyinfra's ``--json`` report."""
-    results = report["results"]
-    return {op["name"].split(" | ")[-1]: op["success"] for op in results["operations"] if op["success"]}
-
-
-def failed_hosts(report: dict[str, Any]) -> list[str]:
-    return sorted(report["results"]["failed_hosts"])
-
-
-def lock(upstream: FakeUpstream, path: Path, containerd: str) -> Path:
-    """Run the real ``pyinfra-iluvatar lock`` against the fake upstream."""
-    subprocess.run(
-        [
-            BIN / "pyinfra-iluvatar",
-            "lock",
-            "--lock-file",
-            str(path),
-            "--github-api",
-            upstream.api_url,
-            "--go-dl",
-            upstream.go_dl_url,
-            "--arch",
-            "amd64",
-            "--arch",
-            "arm64",
-            "--containerd",
-            containerd,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return path
-
-
-@pytest.fixture(scope="module")
-def lab(sandbox: SandboxSession, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    artifacts = build_debian_artifacts()
-    with FakeUpstream(artifacts.fake_repos(), go=artifacts.fake_go(), host=sandbox.sandbox.gateway) as upstream:
-        folder = tmp_path_factory.mktemp("locks")
-        locks = {version: lock(upstream, folder / f"containerd-{version}.lock.json", version) for version in (OLD, NEW)}
-        cnitool_release = next(release for release in artifacts.releases if release.component == "cnitool")
-        cnitool = {}
-        for arch in ("amd64", "arm64"):
-            (name,) = [name for name in cnitool_release.files if f"-{arch}-" in name and name.endswith(".tgz")]
-            cnitool[arch] = {
-                "url": f"{upstream.base_url}/containernetworking/cni/releases/download/{cnitool_release.tag}/{name}",
-                "sha256": FakeFile(name, cnitool_release.path(name)).sha256(),
-            }
-        yield Lab(sandbox, artifacts, upstream, locks, cnitool, folder / "controller-cache")
-        for host in sandbox.hosts:  # leave the session's hosts as other test modules expect them
-            sandbox.ssh(host.name, "systemctl stop containerd; rm -rf /var/lib/pyinfra-iluvatar /opt/cni")
 
 
 def test_packaged_containerd_is_refused_before_any_change_on_any_host(lab: Lab) -> None:
@@ -235,3 +128,80 @@ def test_masked_unit_is_unmasked_and_started(lab: Lab) -> None:
     assert changed(report)["containerd.service is not masked"] == [host]
     assert lab.ssh(host, "systemctl is-active containerd").strip() == "active"
     assert lab.ssh(host, "systemctl is-enabled containerd").strip() == "enabled"
+
+
+def test_a_host_powered_off_mid_download_converges_next_run_and_leaves_no_staging(lab: Lab) -> None:
+    """The mirror sends part of the archive and holds the connection: the host dies while it downloads."""
+    host = lab.hosts[1]
+    name = f"containerd-{OLD}-linux-amd64.tar.gz"
+    archive = FakeFile(name, lab.artifacts.release("containerd", OLD).path(name))
+    held = threading.Event()
+    staging = "ls -d /var/tmp/pyinfra-iluvatar-containerd.* 2>/dev/null || true"
+    with FakeUpstream(
+        {CONTAINERD: [FakeRelease(f"v{OLD}", (archive,))]},
+        host=lab.session.sandbox.gateway,
+        cut_after=1 << 16,
+        hold=held,
+    ) as mirror:
+        argv = lab.session.pyinfra_argv(
+            "--limit", host, *lab.data_arguments(OLD, iluvatar_mirror=mirror.mirror_url), "deploys/containerd.py"
+        )
+        run = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=lab.session.env)
+        try:
+            path = f"/github.com/{CONTAINERD}/releases/download/v{OLD}/{name}"
+            assert wait_for(lambda: mirror.counts[path] > 0, timeout=120, interval=0.2)
+            assert lab.ssh(host, staging).strip()  # the download is under way in its staging directory
+            lab.session.sandbox.stop_host(host)
+        finally:
+            held.set()
+            run.kill()
+            run.wait()
+            lab.session.sandbox.start_host(host)
+    assert lab.ssh(host, staging).strip(), "the power cut left the staging directory behind"
+    report = lab.deploy("deploys/containerd.py", lock=OLD)
+    assert report["returncode"] == 0, report["stderr"][-3000:]
+    assert f"Version:  {OLD}" in lab.ssh(host, "/usr/bin/ctr version")
+    assert lab.ssh(host, staging).strip() == ""
+    assert changed(lab.deploy("deploys/containerd.py", lock=OLD)) == {}
+
+
+def test_a_lost_receipt_is_rewritten_without_a_restart(lab: Lab) -> None:
+    host = lab.hosts[2]
+    started = lab.ssh(host, "systemctl show -p ExecMainStartTimestamp containerd")
+    lab.ssh(
+        host,
+        "rm /var/lib/pyinfra-iluvatar/releases/containerd.release /var/lib/pyinfra-iluvatar/releases/containerd.sha256",
+    )
+    report = lab.deploy("deploys/containerd.py", lock=OLD)
+    assert report["returncode"] == 0, report["stderr"][-3000:]
+    assert changed(report) == {f"containerd {OLD} binaries": [host]}
+    assert lab.ssh(host, "systemctl show -p ExecMainStartTimestamp containerd") == started
+    assert lab.ssh(host, "cat /var/lib/pyinfra-iluvatar/releases/containerd.release").startswith(
+        "component=containerd\n"
+    )
+
+
+def test_a_truncated_controller_download_names_the_file_and_leaves_no_cache_entry(lab: Lab, tmp_path: Path) -> None:
+    host = lab.hosts[0]
+    name = f"containerd-{NEW}-linux-amd64.tar.gz"
+    archive = FakeFile(name, lab.artifacts.release("containerd", NEW).path(name))
+    cache = tmp_path / "cache"
+    with FakeUpstream(
+        {CONTAINERD: [FakeRelease(f"v{NEW}", (archive,))]}, host=lab.session.sandbox.gateway, cut_after=4096
+    ) as mirror:
+        result = lab.session.pyinfra(
+            "--limit",
+            host,
+            *lab.data_arguments(
+                NEW,
+                iluvatar_mirror=mirror.mirror_url,
+                iluvatar_download="controller",
+                iluvatar_download_cache=str(cache),
+            ),
+            "deploys/containerd.py",
+        )
+        url = f"{mirror.mirror_url}/github.com/{CONTAINERD}/releases/download/v{NEW}/{name}"
+    assert result.returncode != 0
+    assert f"controller download of {name} from {url} failed" in result.stderr, result.stderr[-3000:]
+    assert not cache.exists() or not any(cache.iterdir()), sorted(cache.rglob("*"))
+    assert f"Version:  {OLD}" in lab.ssh(host, "/usr/bin/ctr version")  # the installed release is untouched

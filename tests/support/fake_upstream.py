@@ -163,6 +163,10 @@ class FakeUpstream:
     rate_limit_reset: int = 1_900_000_000
     missing: set[str] = field(default_factory=set)
     download_userinfo: str = ""
+    cut_after: int | None = None
+    """Serve only this many bytes of each file, with the whole file's Content-Length, then close the connection
+    (a truncated download) — or, while :attr:`hold` is not set, keep it open first (a download in progress)."""
+    hold: threading.Event | None = None
     counts: Counter[str] = field(default_factory=Counter, init=False)
     log: list[RecordedRequest] = field(default_factory=list, init=False)
 
@@ -320,7 +324,14 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in {**headers, "Content-Length": str(length)}.items():
             self.send_header(name, value)
         self.end_headers()
-        if isinstance(body, Path):
+        if isinstance(body, Path) and self.fake.cut_after is not None:
+            with body.open("rb") as stream:
+                self.wfile.write(stream.read(self.fake.cut_after))
+            self.wfile.flush()
+            if self.fake.hold is not None:
+                self.fake.hold.wait(120)
+            self.close_connection = True
+        elif isinstance(body, Path):
             with body.open("rb") as stream:
                 shutil.copyfileobj(stream, self.wfile, 1 << 20)
         else:

@@ -1,0 +1,321 @@
+"""
+Pre-flight: every input of every host checked before the first operation of the run runs on any host.
+
+pyinfra first calls each deploy function once per host (the prepare stage) and only then runs the operations
+(the execute stage); with ``-y`` the bodies of operations — and any check in them — run only at execute, when
+other hosts may already have changed. So every deploy of this package starts with :func:`plan`. Its first call in
+a run checks every active host of the inventory: every ``iluvatar_*`` data key (whichever deploy runs), and for
+the parts the deploy asks for, the lock file each host names and what each host is (one round trip per host, all
+hosts at once: its machine against the lock and the prebuilt maps; its interface, address, CPUs and memory for
+``worker.json``). Any failure stops the run with one message that lists every bad host and key, before anything
+changed anywhere. An ``iluvatar_*`` key this package does not know (a typo) is a warning naming the closest
+known key.
+
+Deploys then read their settings from the :class:`HostPlan` it returns, never from raw host data.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import threading
+import weakref
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, cast
+
+import gevent  # type: ignore[import-untyped]
+from pyinfra import logger
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.host import Host
+from pyinfra.api.state import State
+from pyinfra.context import ctx_host, host, state
+
+from pyinfra_iluvatar import data
+from pyinfra_iluvatar.facts.resources import HostResources, HostResourcesInfo
+from pyinfra_iluvatar.operations.worker_config import WorkerSettings, render
+from pyinfra_iluvatar.releases import lockfile
+from pyinfra_iluvatar.releases.components import MACHINE_ARCH
+
+T = TypeVar("T")
+
+Part = Literal["containerd", "cni", "worker"]
+"""What a deploy asks pre-flight to check beyond the data keys: the release artifacts of containerd, of the CNI
+plugins and cnitool, or (``worker``) those the host's isolation needs plus the host's ``worker.json``."""
+
+CONTROLLER_GROUP = "controller"
+CONTROLLER_PORT = 8078
+"""The inventory group whose first host is the worker's load balancer by default, and the port it listens on."""
+
+
+class PreflightError(PyinfraError):
+    """
+    Bad input found before any change: the message lists every bad host and key.
+
+    pyinfra's command line prefixes an error with the deepest stack frame outside pyinfra ("pyinfra error in
+    …/preflight.py line 120"): for bad input that frame is this package's code, while the fault is in the
+    inventory the message names. Reading ``__traceback__`` therefore gives ``None`` (Python itself still keeps the
+    traceback, for ``traceback.print_exc`` and debuggers).
+    """
+
+    @property
+    def __traceback__(self) -> None:
+        return None
+
+    @__traceback__.setter
+    def __traceback__(self, _value: object) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """One host's validated settings, and what pre-flight resolved for the parts that asked."""
+
+    name: str
+    values: Mapping[str, Any]
+    lock: lockfile.Lock | None = None
+    resources: HostResourcesInfo | None = None
+    worker_config: dict[str, Any] | None = None
+
+    def get(self, key: data.DataKey[T]) -> T:
+        """The validated value of ``key`` on this host."""
+        return cast(T, self.values[key.name])
+
+    @property
+    def arch(self) -> str:
+        """The host's Debian architecture (``amd64``, ``arm64``)."""
+        assert self.resources is not None, f"{self.name}: no part asked for the host's machine"
+        return MACHINE_ARCH[self.resources["machine"]]
+
+    def locked(self, component: str) -> lockfile.LockedComponent:
+        """The locked ``component`` (pre-flight made sure the lock has it when a part asked for it)."""
+        assert self.lock is not None, f"{self.name}: no part asked for the lock file"
+        return self.lock.component(component)
+
+    def artifact(self, component: str) -> lockfile.Artifact:
+        """The locked ``component``'s artifact for this host's architecture."""
+        return self.locked(component).artifact(self.arch)
+
+
+@dataclass
+class _Run:
+    """What one pyinfra run has checked so far; shared by the greenlets that prepare each host."""
+
+    guard: threading.Lock = field(default_factory=threading.Lock)
+    plans: dict[str, HostPlan] = field(default_factory=dict)
+    parts: set[Part] = field(default_factory=set)
+    locks: dict[str, lockfile.Lock | lockfile.LockError] = field(default_factory=dict)
+    resources: dict[str, HostResourcesInfo | None] = field(default_factory=dict)
+
+
+_runs: weakref.WeakKeyDictionary[State, _Run] = weakref.WeakKeyDictionary()
+
+
+def plan(*parts: Part) -> HostPlan:
+    """
+    The current host's settings, after the whole run's pre-flight passed for ``parts``.
+
+    The first call in a run checks every active host; a later call checks again only when it asks for parts not
+    checked yet. Raises :class:`PreflightError` listing every bad host and key.
+    """
+    run = _runs.setdefault(state, _Run())
+    with run.guard:
+        if not run.plans or not set(parts) <= run.parts:
+            _check(state, run, set(parts) | run.parts)
+    return run.plans[host.name]
+
+
+def _check(current: State, run: _Run, parts: set[Part]) -> None:
+    hosts = list(current.inventory.get_active_hosts())
+    errors: list[tuple[Host, str]] = []
+    values: dict[Host, dict[str, Any]] = {}
+    for target in hosts:
+        host_values, host_errors = _values(target)
+        errors += [(target, error) for error in host_errors]
+        if not host_errors:
+            values[target] = host_values
+    components = {target: _components(parts, host_values) for target, host_values in values.items()}
+    locks: dict[Host, lockfile.Lock] = {}
+    for target in values:
+        if components[target]:
+            lock = _lock(run, values[target])
+            if isinstance(lock, lockfile.LockError):
+                errors.append((target, f"{data.LOCK_FILE.name}: {lock}"))
+            else:
+                locks[target] = lock
+                errors += [(target, error) for error in _component_errors(lock, components[target])]
+    described = [target for target in values if components[target] or "worker" in parts]
+    errors += _read_resources(run, described)
+    worker_configs: dict[Host, dict[str, Any]] = {}
+    for target in described:
+        resources = run.resources.get(target.name)
+        if resources is None:
+            continue
+        if target in locks:
+            errors += [(target, error) for error in _artifact_errors(target, resources, locks[target], components)]
+        if "worker" in parts:
+            try:
+                worker_configs[target] = render(_worker_settings(target, values[target]), resources)
+            except ValueError as problem:
+                errors.append((target, f"worker.json: {problem}"))
+    if errors:
+        bad = len({target.name for target, _ in errors})
+        raise PreflightError(
+            f"pre-flight found bad input on {bad} of {len(hosts)} host(s); nothing was changed on any host:\n"
+            + "\n".join(f"  {target.name}: {error}" for target, error in errors)
+        )
+    for target, host_values in values.items():
+        run.plans[target.name] = HostPlan(
+            target.name, host_values, locks.get(target), run.resources.get(target.name), worker_configs.get(target)
+        )
+    run.parts |= parts
+
+
+def _values(target: Host) -> tuple[dict[str, Any], list[str]]:
+    """Every data key's value on ``target``, and an error per bad key; warns about keys this package lacks."""
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+    for key in data.ALL_KEYS:
+        try:
+            values[key.name] = data.parse(target, key)
+        except data.DataError as error:
+            errors.append(error.problem)
+    known = [key.name for key in data.ALL_KEYS]
+    for name in sorted(data.given(target)):
+        if name.startswith("iluvatar_") and name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            logger.warning(f"{target.name}: unknown data key {name} ({data.origin(target, name)}) is ignored{hint}")
+    if not errors:
+        errors += _cross_checks(target, values)
+    return values, errors
+
+
+def _cross_checks(target: Host, values: Mapping[str, Any]) -> list[str]:
+    """Errors from keys that are valid alone but not together, or that name something missing on the controller."""
+    errors = []
+    snapshotter = values[data.SNAPSHOTTER.name]
+    if snapshotter == "zfs" and not values[data.ZFS.name]:
+        errors.append(data.error(target, data.SNAPSHOTTER, "needs the ZFS dataset, but iluvatar_zfs is false"))
+    if snapshotter == "zfs" and values[data.ZFS_IMPLEMENTATION.name] == "zfs-fuse":
+        fuse = "cannot work on zfs-fuse (containerd's zfs snapshotter refuses fuse.zfs mounts)"
+        errors.append(data.error(target, data.SNAPSHOTTER, fuse))
+    if values[data.DOWNLOAD.name] == "controller":
+        cache = values[data.DOWNLOAD_CACHE.name]
+        if unusable := _not_a_directory(Path(os.path.expanduser(cache))):
+            errors.append(data.error(target, data.DOWNLOAD_CACHE, unusable))
+    return errors
+
+
+def _not_a_directory(path: Path) -> str | None:
+    """Why ``path`` cannot be a directory this controller writes into, or ``None`` when it can."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return "is a file, not a directory" if existing == path else f"cannot be created: {existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"is not writable ({existing})"
+    return None
+
+
+def _components(parts: Iterable[Part], values: Mapping[str, Any]) -> list[str]:
+    """The lock components ``parts`` install on a host with these settings."""
+    containerd = "containerd" in parts or ("worker" in parts and "containerd" in values[data.ISOLATION.name])
+    cni = "cni" in parts or ("worker" in parts and "containerd" in values[data.ISOLATION.name])
+    components = ["containerd"] if containerd else []
+    if cni:
+        components += ["cni-plugins", "cnitool"]
+        if not values[data.CNITOOL_PREBUILT.name]:
+            components.append("go")
+    return components
+
+
+def _lock(run: _Run, values: Mapping[str, Any]) -> lockfile.Lock | lockfile.LockError:
+    """The lock file these settings name, read once per run and path (or why it cannot be read)."""
+    path = values[data.LOCK_FILE.name]
+    if path not in run.locks:
+        try:
+            run.locks[path] = lockfile.load(Path(path).absolute())
+        except lockfile.LockError as error:
+            run.locks[path] = error
+    return run.locks[path]
+
+
+def _component_errors(lock: lockfile.Lock, components: list[str]) -> list[str]:
+    errors = []
+    for component in components:
+        try:
+            lock.component(component)
+        except lockfile.LockError as error:
+            errors.append(f"{data.LOCK_FILE.name}: {error}")
+    return errors
+
+
+def _read_resources(run: _Run, targets: list[Host]) -> list[tuple[Host, str]]:
+    """Read :class:`HostResources` of every host not read yet, all at once; an error per host it cannot read."""
+
+    def read(target: Host) -> HostResourcesInfo | None:
+        with ctx_host.use(target):
+            return cast(HostResourcesInfo | None, target.get_fact(HostResources))
+
+    unread = [target for target in targets if target.name not in run.resources]
+    greenlets = {target: gevent.spawn(read, target) for target in unread}
+    gevent.joinall(list(greenlets.values()))
+    errors = []
+    for target, greenlet in greenlets.items():
+        resources = greenlet.value if greenlet.successful() else None
+        run.resources[target.name] = resources
+        if resources is None:
+            errors.append((target, "could not read what the host is (uname -m, nproc, /proc/meminfo, ip)"))
+    return errors
+
+
+def _artifact_errors(
+    target: Host, resources: HostResourcesInfo, lock: lockfile.Lock, components: Mapping[Host, list[str]]
+) -> list[str]:
+    """Errors for a host whose machine no artifact is locked for, in the lock file or the prebuilt cnitool map."""
+    machine = resources["machine"]
+    if machine not in MACHINE_ARCH:
+        return [f"machine {machine!r} is not supported (supported: {', '.join(MACHINE_ARCH)})"]
+    arch = MACHINE_ARCH[machine]
+    errors = []
+    for component in components[target]:
+        locked = lock.components.get(component)  # a component the lock lacks is reported already
+        if locked is not None and locked.artifacts:
+            try:
+                locked.artifact(arch)
+            except lockfile.LockError as error:
+                errors.append(f"{data.LOCK_FILE.name}: this host is {arch}: {error}")
+    prebuilt = data.parse(target, data.CNITOOL_PREBUILT)
+    if prebuilt and "cnitool" in components[target] and arch not in prebuilt:
+        problem = f"has no entry for this host's architecture {arch} (it has {', '.join(sorted(prebuilt))})"
+        errors.append(data.error(target, data.CNITOOL_PREBUILT, problem))
+    return errors
+
+
+def _worker_settings(target: Host, values: Mapping[str, Any]) -> WorkerSettings:
+    """The worker.json settings of ``target``, from its data (the load balancer defaults to the controller's)."""
+    return WorkerSettings(
+        name=values[data.WORKER_NAME.name] or target.name,
+        port=values[data.WORKER_PORT.name],
+        cni_bin_dir=values[data.CNI_BIN_DIR.name],
+        snapshotter=values[data.SNAPSHOTTER.name],
+        load_balancer_url=values[data.LOAD_BALANCER_URL.name] or _controller_url(target),
+        memory_reserve_mb=values[data.MEMORY_RESERVE_MB.name],
+        cpu_reserve=values[data.CPU_RESERVE.name],
+        address=values[data.WORKER_ADDRESS.name],
+        hardware_interface=values[data.HARDWARE_INTERFACE.name],
+        overrides=values[data.WORKER_CONFIG_OVERRIDES.name],
+    )
+
+
+def _controller_url(target: Host) -> str:
+    """``http://<controller>:8078`` for the first host of the inventory's ``controller`` group, else localhost."""
+    controllers = target.inventory.groups.get(CONTROLLER_GROUP)
+    if not controllers:
+        return f"http://localhost:{CONTROLLER_PORT}"
+    controller = controllers[0]
+    address = controller.data.get("ssh_hostname") or controller.name
+    return f"http://{address}:{CONTROLLER_PORT}"
