@@ -178,6 +178,8 @@ def load(path: Path) -> Lock:
     if "\0" in str(path):
         raise LockError(f"{str(path)!r}: not a usable path (it contains a NUL byte)")
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a pipe would block the open, a device never end
+            raise LockError(f"{path}: not a regular file (a directory, a device or a pipe), so not a lock file")
         with path.open("rb") as stream:
             data = stream.read(MAX_SIZE + 1)
     except FileNotFoundError:

@@ -372,8 +372,15 @@ def _bytes(data: bytes) -> Callable[[Path], Path]:
     return write
 
 
+def _fifo(path: Path) -> Path:
+    """A named pipe: opening it to read would block until a writer comes, for ever."""
+    os.mkfifo(path)
+    return path
+
+
 UNREADABLE: list[tuple[str, Callable[[Path], Path], str]] = [
-    ("directory", lambda path: path.parent, ": cannot read the lock file (Is a directory)"),
+    ("directory", lambda path: path.parent, ": not a regular file (a directory, a device or a pipe)"),
+    ("named pipe", lambda path: _fifo(path), "lock.json: not a regular file (a directory, a device or a pipe)"),
     ("NUL in path", lambda path: path.with_name("lock\0.json"), ".json': not a usable path (it contains a NUL byte)"),
     ("not UTF-8", _bytes(b'{"format": 1, "components": {"\xff": {}}}'), "lock.json: not UTF-8 text (byte 30)"),
     ("binary file", lambda _: Path("/bin/ls"), "/bin/ls: not UTF-8 text (byte"),
