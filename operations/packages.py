@@ -7,6 +7,7 @@ from collections.abc import Generator
 from io import StringIO
 from typing import Any
 
+from pyinfra.api.command import StringCommand
 from pyinfra.api.exceptions import OperationError
 from pyinfra.api.operation import operation
 from pyinfra.context import host
@@ -26,7 +27,9 @@ def apt_installed(packages: list[str]) -> Generator[Any, None, None]:
 
     pyinfra's ``apt.packages(update=True)`` refreshes the lists on every run (or whenever ``cache_time`` has
     passed), which reports a change on a host that already has everything. This one reads the installed
-    packages first and does nothing when all are present.
+    packages first and does nothing when all are present. Before installing, it lets dpkg finish what an
+    interrupted run left half-configured (``dpkg --configure -a``: a host powered off during an install), which
+    apt would otherwise refuse to go on from.
 
     + packages: package names (no version pins)
 
@@ -44,6 +47,7 @@ def apt_installed(packages: list[str]) -> Generator[Any, None, None]:
     if not missing:
         host.noop(f"packages already installed: {', '.join(packages)}")
         return
+    yield StringCommand("DEBIAN_FRONTEND=noninteractive", "dpkg", "--configure", "-a")
     yield from apt.update._inner()
     yield from apt.packages._inner(packages=missing, no_recommends=True)
 
