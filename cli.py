@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from pyinfra_iluvatar import __version__
+from pyinfra_iluvatar.readiness.cli import check
 from pyinfra_iluvatar.releases.cli import lock
 from pyinfra_iluvatar.sandbox.cli import sandbox
 
@@ -15,5 +16,6 @@ def main() -> None:
     """Prepare hosts for the Ilúvatar FaaS platform with pyinfra."""
 
 
+main.add_command(check)
 main.add_command(lock)
 main.add_command(sandbox)

@@ -589,6 +589,25 @@ WORKER_CONFIG_OVERRIDES: DataKey[Mapping[str, Any]] = DataKey(
 )
 
 
+def _network(value: Any) -> str:
+    try:
+        network = ipaddress.IPv4Network(value)
+    except (ValueError, TypeError):
+        raise ValueError("not an IPv4 network in CIDR form (its host bits zero)") from None
+    if not 8 <= network.prefixlen <= 30:
+        raise ValueError("its prefix must be /8 to /30")
+    return str(network)
+
+
+SMOKE_SUBNET: DataKey[str] = DataKey(
+    "iluvatar_smoke_subnet",
+    "10.10.0.0/16",
+    _network,
+    "an IPv4 network in CIDR form, /8 to /30",
+    "The subnet of the network `check --smoke` builds the way the worker does (Ilúvatar's own by default).",
+)
+
+
 ALL_KEYS: tuple[DataKey[Any], ...] = (
     EXTRA_PACKAGES,
     ENERGY_TOOLS,
@@ -621,4 +640,5 @@ ALL_KEYS: tuple[DataKey[Any], ...] = (
     CPU_RESERVE,
     LOAD_BALANCER_URL,
     WORKER_CONFIG_OVERRIDES,
+    SMOKE_SUBNET,
 )

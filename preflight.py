@@ -131,11 +131,11 @@ def _check(current: State, run: _Run, parts: set[Part]) -> None:
     errors: list[tuple[Host, str]] = []
     values: dict[Host, dict[str, Any]] = {}
     for target in hosts:
-        host_values, host_errors = _values(target)
-        errors += [(target, error) for error in host_errors]
-        if not host_errors:
-            values[target] = host_values
-    components = {target: _components(parts, host_values) for target, host_values in values.items()}
+        checked, problems = host_values(target)
+        errors += [(target, problem) for problem in problems]
+        if not problems:
+            values[target] = checked
+    components = {target: _components(parts, checked) for target, checked in values.items()}
     locks: dict[Host, lockfile.Lock] = {}
     for target in values:
         if components[target]:
@@ -156,7 +156,7 @@ def _check(current: State, run: _Run, parts: set[Part]) -> None:
             errors += [(target, error) for error in _artifact_errors(target, resources, locks[target], components)]
         if "worker" in parts:
             try:
-                worker_configs[target] = render(_worker_settings(target, values[target]), resources)
+                worker_configs[target] = render(worker_settings(target, values[target]), resources)
             except ValueError as problem:
                 errors.append((target, f"worker.json: {problem}"))
     if errors:
@@ -165,15 +165,18 @@ def _check(current: State, run: _Run, parts: set[Part]) -> None:
             f"pre-flight found bad input on {bad} of {len(hosts)} host(s); nothing was changed on any host:\n"
             + "\n".join(f"  {target.name}: {error}" for target, error in errors)
         )
-    for target, host_values in values.items():
+    for target, checked in values.items():
         run.plans[target.name] = HostPlan(
-            target.name, host_values, locks.get(target), run.resources.get(target.name), worker_configs.get(target)
+            target.name, checked, locks.get(target), run.resources.get(target.name), worker_configs.get(target)
         )
     run.parts |= parts
 
 
-def _values(target: Host) -> tuple[dict[str, Any], list[str]]:
-    """Every data key's value on ``target``, and an error per bad key; warns about keys this package lacks."""
+def host_values(target: Host) -> tuple[dict[str, Any], list[str]]:
+    """
+    Every data key's value on ``target``, and a problem (``<key> = <value> (<origin>) …``) per bad key or pair of
+    keys; warns about ``iluvatar_*`` keys this package lacks.
+    """
     values: dict[str, Any] = {}
     errors: list[str] = []
     for key in data.ALL_KEYS:
@@ -236,11 +239,16 @@ def _lock(run: _Run, values: Mapping[str, Any]) -> lockfile.Lock | lockfile.Lock
     """The lock file these settings name, read once per run and path (or why it cannot be read)."""
     path = values[data.LOCK_FILE.name]
     if path not in run.locks:
-        try:
-            run.locks[path] = lockfile.load(Path(path).absolute())
-        except lockfile.LockError as error:
-            run.locks[path] = error
+        run.locks[path] = load_lock(path)
     return run.locks[path]
+
+
+def load_lock(path: str) -> lockfile.Lock | lockfile.LockError:
+    """The lock file at ``path`` (relative: to the directory pyinfra runs in), or why it cannot be read."""
+    try:
+        return lockfile.load(Path(path).absolute())
+    except lockfile.LockError as error:
+        return error
 
 
 def _component_errors(lock: lockfile.Lock, components: list[str]) -> list[str]:
@@ -295,7 +303,7 @@ def _artifact_errors(
     return errors
 
 
-def _worker_settings(target: Host, values: Mapping[str, Any]) -> WorkerSettings:
+def worker_settings(target: Host, values: Mapping[str, Any]) -> WorkerSettings:
     """The worker.json settings of ``target``, from its data (the load balancer defaults to the controller's)."""
     return WorkerSettings(
         name=values[data.WORKER_NAME.name] or target.name,

@@ -29,14 +29,26 @@ from pyinfra_iluvatar.deploys.containerd import SERVICE, containerd_runtime
 from pyinfra_iluvatar.deploys.zfs import zfs_storage
 from pyinfra_iluvatar.operations import containerd, limits, packages, worker_config
 
-# What the worker binary calls by fixed path (iptables, ifconfig, ip, pgrep, ...) and the page's package list.
-WORKER_PACKAGES = ["curl", "runc", "bridge-utils", "iptables", "net-tools", "sysstat", "jq", "iproute2", "procps"]
+# What the worker binary calls by fixed path (iptables, ifconfig, ip, pgrep, ...), the page's package list, and
+# busybox-static: the root filesystem of `pyinfra-iluvatar check --smoke`'s function container.
+WORKER_PACKAGES = [
+    "curl",
+    "runc",
+    "bridge-utils",
+    "iptables",
+    "net-tools",
+    "sysstat",
+    "jq",
+    "iproute2",
+    "procps",
+    "busybox-static",
+]
 
 
-def energy_packages() -> list[str]:
-    """ipmitool, and perf for the running kernel: Debian's ``linux-perf``, Ubuntu's ``linux-tools-<release>``."""
-    if host.get_fact(LinuxDistribution)["name"] == "Ubuntu":
-        return ["ipmitool", "linux-tools-common", f"linux-tools-{host.get_fact(KernelVersion)}"]
+def energy_packages(distribution: str, kernel: str) -> list[str]:
+    """ipmitool, and perf for the running ``kernel``: Debian's ``linux-perf``, Ubuntu's ``linux-tools-<release>``."""
+    if distribution == "Ubuntu":
+        return ["ipmitool", "linux-tools-common", f"linux-tools-{kernel}"]
     return ["ipmitool", "linux-perf"]
 
 
@@ -44,7 +56,9 @@ def energy_packages() -> list[str]:
 def worker() -> None:
     """Bring this host to an Ilúvatar worker; reads the ``iluvatar_*`` data keys (README table)."""
     settings = preflight.plan("worker")
-    energy = energy_packages() if settings.get(data.ENERGY_TOOLS) else []
+    energy = []
+    if settings.get(data.ENERGY_TOOLS):
+        energy = energy_packages(host.get_fact(LinuxDistribution)["name"] or "", host.get_fact(KernelVersion))
     packages.apt_installed(
         name="Worker packages", packages=WORKER_PACKAGES + energy + settings.get(data.EXTRA_PACKAGES)
     )

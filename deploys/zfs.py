@@ -22,7 +22,7 @@ from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from pyinfra_iluvatar import data, preflight
-from pyinfra_iluvatar.facts.zfs import ZfsImplementation
+from pyinfra_iluvatar.facts.zfs import ZfsImplementation, ZfsImplementationInfo
 from pyinfra_iluvatar.operations import packages, zfs
 
 SNAPSHOTTER_PATH = "/var/lib/containerd/io.containerd.snapshotter.v1.zfs"
@@ -44,21 +44,19 @@ ExecStop=-/usr/sbin/zfs umount -a
 """
 
 
-def implementation(settings: preflight.HostPlan) -> str:
-    """``openzfs`` or ``zfs-fuse`` for this host: the data's choice; ``auto`` keeps an installed zfs-fuse."""
-    chosen = settings.get(data.ZFS_IMPLEMENTATION)
+def implementation(chosen: str, found: ZfsImplementationInfo | None) -> str:
+    """``openzfs`` or ``zfs-fuse``: the data's choice; ``auto`` keeps a zfs-fuse the host has (``found``)."""
     if chosen != "auto":
         return chosen
-    found = host.get_fact(ZfsImplementation)
     return "zfs-fuse" if found is not None and found["kind"] == "zfs-fuse" else "openzfs"
 
 
-def zfs_packages(chosen: str) -> list[str]:
-    """The packages for ``chosen`` on this host's distribution (Debian builds OpenZFS's module with DKMS)."""
+def zfs_packages(chosen: str, distribution: str, kernel: str) -> list[str]:
+    """The packages for ``chosen`` on ``distribution`` (Debian builds OpenZFS's module for ``kernel`` with DKMS)."""
     if chosen == "zfs-fuse":
         return ["zfs-fuse"]
-    if host.get_fact(LinuxDistribution)["name"] == "Debian":
-        return ["zfsutils-linux", "zfs-dkms", f"linux-headers-{host.get_fact(KernelVersion)}"]
+    if distribution == "Debian":
+        return ["zfsutils-linux", "zfs-dkms", f"linux-headers-{kernel}"]
     return ["zfsutils-linux"]
 
 
@@ -72,16 +70,19 @@ def zfs_storage(settings: preflight.HostPlan | None = None) -> OperationMeta | N
     settings = settings or preflight.plan()
     if not settings.get(data.ZFS):
         return None
-    chosen = implementation(settings)
+    chosen = settings.get(data.ZFS_IMPLEMENTATION)
+    chosen = implementation(chosen, host.get_fact(ZfsImplementation) if chosen == "auto" else None)
     if chosen == "zfs-fuse" and settings.get(data.SNAPSHOTTER) == "zfs":
         raise preflight.PreflightError(
             f"{host.name}: iluvatar_snapshotter = 'zfs' cannot work on zfs-fuse, which this host runs (containerd's"
             " zfs snapshotter refuses fuse.zfs mounts): set iluvatar_snapshotter to overlayfs or native, or"
             " iluvatar_zfs_implementation to openzfs"
         )
-    if chosen == "openzfs" and host.get_fact(LinuxDistribution)["name"] == "Debian":
+    distribution = host.get_fact(LinuxDistribution)["name"] or ""
+    if chosen == "openzfs" and distribution == "Debian":
         packages.debian_contrib(name="Debian contrib enabled (zfs-dkms, zfsutils-linux)")
-    packages.apt_installed(name="ZFS packages", packages=zfs_packages(chosen))
+    kernel = host.get_fact(KernelVersion) if chosen == "openzfs" and distribution == "Debian" else ""
+    packages.apt_installed(name="ZFS packages", packages=zfs_packages(chosen, distribution, kernel))
     if chosen == "zfs-fuse":
         drop_in = files.put(
             name="zfs-fuse runs in the foreground",

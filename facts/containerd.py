@@ -169,3 +169,46 @@ def _parse_plugin_table(lines: list[str]) -> dict[str, ContainerdPlugin]:
             "status": status,
         }
     return plugins
+
+
+class ContainerdPluginErrors(FactBase["dict[str, str] | None"]):
+    """
+    Returns containerd's own reason for every plugin that did not load, keyed ``"<type>.<id>"`` like
+    :class:`ContainerdPlugins` (a plugin that loaded is absent); ``{}`` when containerd does not answer; ``None``
+    without ``ctr``. ``skip`` reasons end in ``: skip plugin`` (the zfs snapshotter: ``path
+    /var/lib/containerd/io.containerd.snapshotter.v1.zfs must be a zfs filesystem to be used with the zfs
+    snapshotter: skip plugin``).
+
+    Runs ``ctr plugins ls -d`` (connect timeout 3 s, total 10 s) with its exit status captured in-band.
+
+    .. code:: python
+
+        {"io.containerd.snapshotter.v1.devmapper": "devmapper not configured"}
+    """
+
+    @override
+    def requires_command(self) -> str:
+        return "ctr"
+
+    @override
+    def command(self) -> str:
+        return separated("ctr --connect-timeout 3s --timeout 10s plugins ls -d")
+
+    @override
+    def process(self, output: list[str]) -> dict[str, str] | None:
+        result = split_separated(output, "ctr plugins ls -d")
+        if result.status != 0:
+            return {}
+        errors: dict[str, str] = {}
+        plugin_type = plugin_id = None
+        for line in result.stdout:
+            key, _, value = line.strip().partition(":")
+            if not line.startswith(" ") and key == "Type":
+                plugin_type, plugin_id = value.strip(), None
+            elif not line.startswith(" ") and key == "ID":
+                plugin_id = value.strip()
+            elif line.startswith(" ") and key == "Message":
+                if plugin_type is None or plugin_id is None:
+                    raise FactProcessError(f"`ctr plugins ls -d`: an error message outside a plugin: {line!r}")
+                errors[f"{plugin_type}.{plugin_id}"] = value.strip()
+        return errors

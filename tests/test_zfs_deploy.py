@@ -11,10 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pyinfra.context import ctx_host, ctx_state
-from pyinfra_testing.util import FakeState, create_host
 
-from pyinfra_iluvatar import preflight
 from pyinfra_iluvatar.deploys.zfs import implementation, zfs_packages
 
 IMPLEMENTATIONS = Path(__file__).parent / "facts" / "zfs.ZfsImplementation"
@@ -32,17 +29,6 @@ def implementation_fact(fixture: str) -> dict[str, Any]:
     return fact
 
 
-def on_host(facts: dict[str, Any], call: Any) -> Any:
-    """``call()`` with the current host answering ``facts``."""
-    state = FakeState()
-    with ctx_state.use(state), ctx_host.use(create_host(state, facts=facts)):
-        return call()
-
-
-def plan(chosen: str) -> preflight.HostPlan:
-    return preflight.HostPlan("worker-1", {"iluvatar_zfs_implementation": chosen})
-
-
 @pytest.mark.parametrize(
     ("distribution", "chosen", "expected"),
     [
@@ -53,8 +39,7 @@ def plan(chosen: str) -> preflight.HostPlan:
     ],
 )
 def test_packages_per_distribution(distribution: dict[str, Any], chosen: str, expected: list[str]) -> None:
-    facts = {"server.LinuxDistribution": distribution, "server.KernelVersion": "6.1.0-28-amd64"}
-    assert on_host(facts, lambda: zfs_packages(chosen)) == expected
+    assert zfs_packages(chosen, distribution["name"], "6.1.0-28-amd64") == expected
 
 
 def test_auto_keeps_an_installed_zfs_fuse_and_else_takes_openzfs() -> None:
@@ -62,7 +47,7 @@ def test_auto_keeps_an_installed_zfs_fuse_and_else_takes_openzfs() -> None:
     kinds = {fixture: implementation_fact(fixture)["kind"] for fixture in fixtures}
     assert {"zfs-fuse", "openzfs", "none"} <= set(kinds.values())
     for fixture, kind in kinds.items():
-        facts = {"zfs.ZfsImplementation": implementation_fact(fixture)}
         expected = "zfs-fuse" if kind == "zfs-fuse" else "openzfs"
-        assert on_host(facts, lambda facts=facts: implementation(plan("auto"))) == expected, fixture
-    assert on_host({}, lambda: implementation(plan("zfs-fuse"))) == "zfs-fuse"  # an explicit choice reads nothing
+        assert implementation("auto", implementation_fact(fixture)) == expected, fixture  # type: ignore[arg-type]
+    assert implementation("zfs-fuse", None) == "zfs-fuse"
+    assert implementation("openzfs", None) == "openzfs"

@@ -1,0 +1,345 @@
+"""
+What makes a host ready for Ilúvatar, each requirement derived from the host's data (what it is meant to be): the
+facts each needs (read all at once, in one round trip: :func:`probes`) and its verdict from them (:func:`verdicts`).
+Reading changes nothing on the host.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pyinfra.api.host import Host
+
+from pyinfra_iluvatar import data, preflight
+from pyinfra_iluvatar.deploys.worker import WORKER_PACKAGES, energy_packages
+from pyinfra_iluvatar.deploys.zfs import SNAPSHOTTER_PATH, implementation, zfs_packages
+from pyinfra_iluvatar.facts.combined import Probe, Unreadable
+from pyinfra_iluvatar.operations.containerd import CRI_PLUGIN
+from pyinfra_iluvatar.operations.worker_config import render
+from pyinfra_iluvatar.releases import lockfile
+from pyinfra_iluvatar.releases.components import MACHINE_ARCH
+
+REQUIREMENTS = (
+    "packages",
+    "limits",
+    "containerd",
+    "containerd-plugins",
+    "ctr",
+    "cni",
+    "zfs-pool",
+    "zfs-dataset",
+    "worker-config",
+    "releases",
+    "cgroups",
+)
+"""Every requirement, in the order ``check`` shows them; a host is checked for those its data calls for."""
+
+ZFS_FULL_PERCENT = 90
+"""A pool this full fails ``zfs-pool``: ZFS slows down sharply as free space runs out."""
+CNI_PLUGINS = ("bridge", "host-local", "loopback")
+"""The plugins the worker's network needs (its ``il_worker_br`` bridge with host-local IPAM) and loopback."""
+RELEASES = ("containerd", "cni-plugins", "cnitool")
+
+_FACTS = "pyinfra_iluvatar.facts."
+_CTR = 'p=$(readlink -e /usr/bin/ctr) && test -x "$p" && echo "$p"'
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One requirement on one host: whether it holds, and why not (or what was found, when it holds)."""
+
+    requirement: str
+    ok: bool
+    detail: str
+
+
+def applies(values: Mapping[str, Any]) -> tuple[str, ...]:
+    """The requirements a host with these settings is checked for."""
+    containerd = "containerd" in values[data.ISOLATION.name]
+    zfs = values[data.ZFS.name]
+    skipped = set() if containerd else {"containerd", "containerd-plugins", "ctr", "cni", "releases"}
+    skipped |= set() if zfs else {"zfs-pool", "zfs-dataset"}
+    return tuple(name for name in REQUIREMENTS if name not in skipped)
+
+
+def probes(values: Mapping[str, Any]) -> tuple[Probe, ...]:
+    """The facts the requirements of a host with these settings read (one :class:`Combined` fact)."""
+    found: list[Probe] = [
+        ("packages", "pyinfra.facts.deb.DebPackages", {}),
+        ("distribution", "pyinfra.facts.server.LinuxDistribution", {}),
+        ("kernel", "pyinfra.facts.server.KernelVersion", {}),
+        ("limits", _FACTS + "limits.PamLimits", {}),
+        ("resources", _FACTS + "resources.HostResources", {}),
+        ("worker_config", "pyinfra.facts.files.FileContents", {"path": values[data.WORKER_CONFIG_PATH.name]}),
+        ("cgroups", _FACTS + "cgroups.CgroupControllers", {}),
+    ]
+    if "containerd" in values[data.ISOLATION.name]:
+        found += [
+            ("unit_limits", _FACTS + "limits.SystemdUnitLimits", {"unit": "containerd.service"}),
+            ("plugins", _FACTS + "containerd.ContainerdPlugins", {}),
+            ("plugin_errors", _FACTS + "containerd.ContainerdPluginErrors", {}),
+            ("ctr", "pyinfra.facts.server.Command", {"command": _CTR}),
+            ("cni", _FACTS + "cni.CniPlugins", {"directory": values[data.CNI_BIN_DIR.name]}),
+            *((f"release-{name}", _FACTS + "release.InstalledRelease", {"component": name}) for name in RELEASES),
+        ]
+    if values[data.ZFS.name]:
+        pool = values[data.ZFS_POOL.name]
+        found += [
+            ("zfs", _FACTS + "zfs.ZfsImplementation", {}),
+            ("pool", _FACTS + "zfs.ZpoolStatus", {"pool": pool}),
+            ("pool_list", _FACTS + "zfs.ZpoolList", {"pool": pool}),
+            ("dataset", _FACTS + "zfs.ZfsDatasetProperties", {"dataset": f"{pool}/containerd"}),
+        ]
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class _Host:
+    """What a verdict reads: the host, its settings, its facts and its lock file."""
+
+    target: Host
+    values: Mapping[str, Any]
+    facts: Mapping[str, Any]
+    lock: lockfile.Lock | lockfile.LockError
+
+    def fact(self, name: str) -> Any:
+        """The fact ``name``; :class:`_Unread` when the host's output for it could not be processed."""
+        value = self.facts.get(name)
+        if isinstance(value, Unreadable):
+            raise _Unread(f"could not read {name}: {value}")
+        return value
+
+
+class _Unread(Exception):
+    """A fact a verdict needs could not be read: the verdict fails with this message."""
+
+
+def verdicts(
+    target: Host, values: Mapping[str, Any], facts: Mapping[str, Any], lock: lockfile.Lock | lockfile.LockError
+) -> list[Verdict]:
+    """The verdict of each requirement that applies to ``target``, from its facts (see :func:`probes`)."""
+    host = _Host(target, values, facts, lock)
+    results = []
+    for name in applies(values):
+        try:
+            ok, detail = _CHECKS[name](host)
+        except _Unread as unread:
+            ok, detail = False, str(unread)
+        results.append(Verdict(name, ok, detail))
+    return results
+
+
+def _packages(host: _Host) -> tuple[bool, str]:
+    installed = host.fact("packages") or {}
+    distribution = (host.fact("distribution") or {}).get("name") or ""
+    kernel = host.fact("kernel") or ""
+    expected = WORKER_PACKAGES + host.values[data.EXTRA_PACKAGES.name]
+    if host.values[data.ENERGY_TOOLS.name]:
+        expected += energy_packages(distribution, kernel)
+    if host.values[data.ZFS.name]:
+        chosen = implementation(host.values[data.ZFS_IMPLEMENTATION.name], host.fact("zfs"))
+        expected += zfs_packages(chosen, distribution, kernel)
+    missing = [name for name in expected if name not in installed]
+    if missing:
+        return False, f"not installed: {', '.join(missing)}"
+    return True, f"{len(expected)} installed"
+
+
+def _limits(host: _Host) -> tuple[bool, str]:
+    wanted = {"nofile": str(host.values[data.NOFILE_LIMIT.name]), "nproc": str(host.values[data.NPROC_LIMIT.name])}
+    effective = {(limit["domain"], limit["type"], limit["item"]): limit for limit in host.fact("limits") or []}
+    problems = []
+    for domain in ("root", "*"):
+        for item, value in wanted.items():
+            for kind in ("soft", "hard"):
+                found = effective.get((domain, kind, item))
+                if found is None:
+                    problems.append(f"no {kind} {item} for {domain}")
+                elif found["value"] != value:
+                    problems.append(f"{domain} {kind} {item} is {found['value']} ({found['file']}), not {value}")
+    units = "unit_limits" in host.facts  # containerd isolation: its unit must carry the limit (PAM never does)
+    if units:
+        unit = host.fact("unit_limits")
+        if unit is None or unit["load_state"] != "loaded":
+            problems.append("containerd.service is not loaded")
+        elif str(unit["nofile_hard"]) != wanted["nofile"]:
+            problems.append(f"containerd.service LimitNOFILE is {unit['nofile_hard']}, not {wanted['nofile']}")
+    if problems:
+        return False, "; ".join(problems)
+    where = "PAM drop-in and containerd.service" if units else "PAM drop-in"
+    return True, f"nofile {wanted['nofile']}, nproc {wanted['nproc']} configured ({where})"
+
+
+def _containerd(host: _Host) -> tuple[bool, str]:
+    plugins = host.fact("plugins")
+    if plugins is None:
+        return False, "ctr is not installed"
+    if not plugins["answering"]:
+        return False, f"containerd does not answer: {plugins['error']}"
+    return True, "answers on /run/containerd/containerd.sock"
+
+
+def _containerd_plugins(host: _Host) -> tuple[bool, str]:
+    plugins = host.fact("plugins")
+    if plugins is None or not plugins["answering"]:
+        return False, "containerd does not answer"
+    errors = host.fact("plugin_errors") or {}
+    snapshotter = f"io.containerd.snapshotter.v1.{host.values[data.SNAPSHOTTER.name]}"
+    problems = []
+    for name in (snapshotter, CRI_PLUGIN):
+        plugin = plugins["plugins"].get(name)
+        if plugin is None:
+            problems.append(f"{name} is absent (not in this containerd build)")
+        elif plugin["status"] != "ok":
+            reason = errors.get(name)
+            problems.append(f"{name} is {plugin['status']}" + (f": {reason}" if reason else ""))
+    if problems:
+        return False, "; ".join(problems)
+    return True, f"{snapshotter} and {CRI_PLUGIN} ok"
+
+
+def _ctr(host: _Host) -> tuple[bool, str]:
+    path = host.fact("ctr")
+    if not path:
+        return False, "/usr/bin/ctr does not resolve to an executable (the worker calls that path)"
+    return True, f"/usr/bin/ctr -> {path}"
+
+
+def _cni(host: _Host) -> tuple[bool, str]:
+    found = host.fact("cni")
+    directory = host.values[data.CNI_BIN_DIR.name]
+    plugins = found["plugins"] if found else {}
+    problems = [f"{name} missing" for name in CNI_PLUGINS if name not in plugins]
+    problems += [
+        f"{name} exits {plugins[name]['exit_status']}"
+        for name in CNI_PLUGINS
+        if name in plugins and plugins[name]["exit_status"] != 0
+    ]
+    if not (found and found["cnitool"]):
+        problems.append("cnitool missing")
+    if problems:
+        return False, f"{directory}: {', '.join(problems)}"
+    return True, f"{', '.join(CNI_PLUGINS)} and cnitool in {directory}"
+
+
+def _zfs_pool(host: _Host) -> tuple[bool, str]:
+    pool = host.values[data.ZFS_POOL.name]
+    status = host.fact("pool")
+    if status is None:
+        return False, "ZFS does not answer (no zpool, module not loaded, or zfs-fuse not running)"
+    if pool not in status:
+        return False, f"pool {pool} is not imported"
+    if status[pool]["state"] != "ONLINE":
+        return False, f"pool {pool} is {status[pool]['state']}: {status[pool]['status'] or 'no status text'}"
+    listed = (host.fact("pool_list") or {}).get(pool)
+    if listed is None:
+        return False, f"pool {pool} is not listed by zpool list"
+    capacity = int(listed["capacity"].rstrip("%") or 0)
+    if capacity >= ZFS_FULL_PERCENT:
+        return False, f"pool {pool} is {capacity}% full ({listed['free']} free)"
+    return True, f"{pool} ONLINE, {listed['free']} free ({capacity}% used)"
+
+
+def _zfs_dataset(host: _Host) -> tuple[bool, str]:
+    dataset = f"{host.values[data.ZFS_POOL.name]}/containerd"
+    properties = (host.fact("dataset") or {}).get(dataset)
+    if properties is None:
+        return False, f"{dataset} does not exist (or ZFS does not answer)"
+    mountpoint, mounted = properties["mountpoint"]["value"], properties["mounted"]["value"]
+    if mountpoint != SNAPSHOTTER_PATH:
+        return False, f"{dataset} is mounted at {mountpoint}, not {SNAPSHOTTER_PATH}"
+    if mounted != "yes":
+        return False, f"{dataset} is not mounted (at {SNAPSHOTTER_PATH})"
+    return True, f"{dataset} mounted at {SNAPSHOTTER_PATH}"
+
+
+def _worker_config(host: _Host) -> tuple[bool, str]:
+    path = host.values[data.WORKER_CONFIG_PATH.name]
+    lines = host.fact("worker_config")
+    if lines is None:
+        return False, f"{path} is missing"
+    try:
+        found = json.loads("\n".join(lines))
+    except ValueError as error:
+        return False, f"{path} is not valid JSON ({error})"
+    resources = host.fact("resources")
+    if resources is None:
+        return False, "could not read the host's interfaces, CPUs and memory"
+    try:
+        expected = render(preflight.worker_settings(host.target, host.values), resources)
+    except ValueError as error:
+        return False, str(error)
+    differing = _differing(expected, found)
+    if differing:
+        shown = ", ".join(differing[:5]) + (f" and {len(differing) - 5} more" if len(differing) > 5 else "")
+        return False, f"{path} does not match this host: {shown}"
+    return True, f"{path} matches (interface {expected['networking']['hardware_interface']})"
+
+
+def _differing(expected: Any, found: Any, where: str = "") -> list[str]:
+    """Dotted keys whose values differ between two JSON documents (keys only one has count too)."""
+    if isinstance(expected, dict) and isinstance(found, dict):
+        keys = list(expected) + [key for key in found if key not in expected]
+        return [path for key in keys for path in _differing(expected.get(key), found.get(key), f"{where}{key}.")]
+    return [] if expected == found else [where.rstrip(".")]
+
+
+def _releases(host: _Host) -> tuple[bool, str]:
+    if isinstance(host.lock, lockfile.LockError):
+        return False, f"cannot compare with the lock file: {host.lock}"
+    resources = host.fact("resources")
+    arch = MACHINE_ARCH.get(resources["machine"]) if resources else None
+    prebuilt = host.values[data.CNITOOL_PREBUILT.name]
+    problems, shown = [], []
+    for name in RELEASES:
+        installed = host.fact(f"release-{name}")
+        locked = host.lock.components.get(name)
+        if installed is None:
+            problems.append(f"{name} not installed by pyinfra-iluvatar")
+            continue
+        if locked is not None and installed["version"] != locked.version:
+            problems.append(f"{name} {installed['version']} installed, the lock has {locked.version}")
+        artifact = None
+        if arch is not None and name == "cnitool" and prebuilt:
+            artifact = prebuilt.get(arch)
+        elif arch is not None and locked is not None:
+            artifact = locked.artifacts.get(arch)
+        if artifact is not None and installed["source"] != f"sha256:{artifact.sha256}":
+            problems.append(f"{name} was installed from another artifact than the lock's ({installed['source']})")
+        changed = sorted(path for path, state in installed["files"].items() if state != "ok")
+        if changed:
+            problems.append(f"{name} files changed since install: {', '.join(changed)}")
+        shown.append(f"{name} {installed['version']}")
+    if problems:
+        return False, "; ".join(problems)
+    return True, ", ".join(shown) + ", byte-identical"
+
+
+def _cgroups(host: _Host) -> tuple[bool, str]:
+    found = host.fact("cgroups")
+    missing = [name for name in ("cpu", "memory") if name not in found["controllers"]]
+    if missing:
+        available = ", ".join(found["controllers"]) or "none"
+        return False, (
+            f"no {' or '.join(missing)} controller in the cgroup v{found['version']} hierarchy (it has: {available}):"
+            " containers run without the worker's CPU and memory limits"
+        )
+    return True, f"cpu and memory (cgroup v{found['version']})"
+
+
+_CHECKS: Mapping[str, Callable[[_Host], tuple[bool, str]]] = {
+    "packages": _packages,
+    "limits": _limits,
+    "containerd": _containerd,
+    "containerd-plugins": _containerd_plugins,
+    "ctr": _ctr,
+    "cni": _cni,
+    "zfs-pool": _zfs_pool,
+    "zfs-dataset": _zfs_dataset,
+    "worker-config": _worker_config,
+    "releases": _releases,
+    "cgroups": _cgroups,
+}
