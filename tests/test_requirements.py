@@ -57,7 +57,10 @@ def test_a_deployed_sandbox_worker_is_ready_but_for_its_cgroups() -> None:
                 "containerd-plugins": "containerd does not answer",
             },
         ),
-        ("cnitool_removed", {"cni": "/opt/cni/bin: cnitool missing", "releases": "cnitool files changed since install"}),
+        (
+            "cnitool_removed",
+            {"cni": "/opt/cni/bin: cnitool missing", "releases": "cnitool files changed since install"},
+        ),
         ("dataset_unmounted", {"zfs-dataset": "ilu-pool/containerd is not mounted"}),
         ("wrong_interface", {"worker-config": "does not match this host: networking.hardware_interface"}),
         ("binary_modified", {"releases": "containerd files changed since install: /usr/local/bin/ctr"}),
