@@ -47,7 +47,8 @@ def main() -> None:
         settings[key] = json.loads(value)
     box = Sandbox()
     host = box.status()[0].name
-    values, problems = preflight.host_values(Inventory(([(host, settings)], {})).get_host(host))
+    inventory = Inventory(([(host, settings)], {}))  # type: ignore[no-untyped-call]
+    values, problems = preflight.host_values(inventory.get_host(host))
     assert not problems, problems
     shutil.copy(values[data.LOCK_FILE.name], HERE / "lock.json")
     settings[data.LOCK_FILE.name] = "lock.json"
