@@ -1,7 +1,8 @@
 """Each readiness requirement's verdict from real output: a worker sandbox host read by ``check``, ready and broken.
 
-The outputs were captured by ``tests/captured/readiness-sandbox/capture_readiness.py`` (its docstring says how): the single
-combined fact ``check`` reads, on a host the worker deploy set up, first as it was, then after each breakage.
+The outputs were captured by ``tests/captured/readiness-sandbox/capture_readiness.py`` (its docstring says how):
+the single combined fact ``check`` reads, on a host the worker deploy set up, first as it was, then after each
+breakage.
 """
 
 from __future__ import annotations
