@@ -3,7 +3,7 @@ come from."""
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Collection, Generator, Mapping
 from io import StringIO
 from typing import Any
 
@@ -31,7 +31,8 @@ def apt_installed(packages: list[str]) -> Generator[Any, None, None]:
     interrupted run left half-configured (``dpkg --configure -a``: a host powered off during an install), which
     apt would otherwise refuse to go on from.
 
-    + packages: package names (no version pins)
+    + packages: package names, or ``name=version`` for an exact version (installed with ``--allow-downgrades``:
+      a pin is kept even when a newer version is installed)
 
     **Example:**
 
@@ -43,13 +44,20 @@ def apt_installed(packages: list[str]) -> Generator[Any, None, None]:
         )
     """
     installed = host.get_fact(DebPackages)
-    missing = [name for name in packages if name not in installed]
+    missing = [spec for spec in packages if not _installed(spec, installed)]
     if not missing:
         host.noop(f"packages already installed: {', '.join(packages)}")
         return
     yield StringCommand("DEBIAN_FRONTEND=noninteractive", "dpkg", "--configure", "-a")
     yield from apt.update._inner()
-    yield from apt.packages._inner(packages=missing, no_recommends=True)
+    pinned = any("=" in spec for spec in missing)
+    yield from apt.packages._inner(packages=missing, no_recommends=True, allow_downgrades=pinned)
+
+
+def _installed(spec: str, installed: Mapping[str, Collection[str]]) -> bool:
+    """Whether ``spec`` (``name`` or ``name=version``) is installed, at that version when one is given."""
+    name, _, version = spec.partition("=")
+    return name in installed and (not version or version in installed[name])
 
 
 @operation()
