@@ -10,7 +10,7 @@ from collections.abc import Generator
 from io import StringIO
 from typing import Any
 
-from pyinfra.api.command import QuoteString, StringCommand
+from pyinfra.api.command import StringCommand
 from pyinfra.api.exceptions import OperationError, OperationValueError
 from pyinfra.api.operation import operation
 from pyinfra.context import host
@@ -19,6 +19,7 @@ from pyinfra.facts.files import FindInFile, Link
 from pyinfra.operations import apt, files
 
 from pyinfra_iluvatar.facts.containerd import ContainerdPlugins
+from pyinfra_iluvatar.operations._failure import fail_host
 
 UNIT_PATH = "/etc/systemd/system/containerd.service"
 CONFIG_PATH = "/etc/containerd/config.toml"
@@ -230,7 +231,7 @@ def plugins_ready(snapshotter: str) -> Generator[Any, None, None]:
     found = host.get_fact(ContainerdPlugins)
     if found is None or not found["answering"]:
         reason = "ctr is not installed" if found is None else found["error"]
-        yield _fail(f"containerd does not answer: {reason}")
+        yield fail_host(f"containerd does not answer: {reason}")
         return
     problems = []
     for name, hint in (
@@ -242,11 +243,6 @@ def plugins_ready(snapshotter: str) -> Generator[Any, None, None]:
         if status != "ok":
             problems.append(f"plugin {name} is {status}" + (f" ({hint})" if hint else ""))
     if problems:
-        yield _fail(f"containerd is running but {'; '.join(problems)}")
+        yield fail_host(f"containerd is running but {'; '.join(problems)}")
         return
     host.noop(f"containerd's CRI plugin and {snapshotter} snapshotter are loaded")
-
-
-def _fail(message: str) -> StringCommand:
-    """A command that fails this host alone with ``message`` (raising would stop every host at this operation)."""
-    return StringCommand("echo", QuoteString(f"pyinfra-iluvatar: {message}"), ">&2", "&&", "exit", "1")

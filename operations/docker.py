@@ -3,7 +3,7 @@ Ilúvatar worker's Docker isolation runs on: ``daemon.json`` merged key by key, 
 
 The deploy that installs Docker puts these together: :func:`apt_repository` (then ``apt-get update``),
 :func:`guide_conflicts_absent`, the packages of :data:`DOCKER_REPO_PACKAGES`, :func:`daemon_json` and
-:func:`unit_limits` (reload systemd and restart docker ``_if`` they changed), then :func:`ready` and
+``limits.unit_limits`` (reload systemd and restart docker ``_if`` they changed), then :func:`ready` and
 :func:`daemon_as_expected`.
 
 Docker's release key is fetched on the controller (:func:`fetch_key`) and checked against its fingerprint there,
@@ -48,11 +48,11 @@ from pyinfra_iluvatar.facts.docker import (
 )
 from pyinfra_iluvatar.facts.docker import DOCKER_KEYRING as DOCKER_KEYRING
 from pyinfra_iluvatar.facts.docker import DOCKER_SOURCES as DOCKER_SOURCES
+from pyinfra_iluvatar.operations._failure import fail_host
 from pyinfra_iluvatar.releases.http import describe
 from pyinfra_iluvatar.urls import http_url, redact
 
 DAEMON_JSON = "/etc/docker/daemon.json"
-UNIT_DROP_IN = "/etc/systemd/system/docker.service.d/pyinfra-iluvatar.conf"
 MANAGED_HEADER = "# Managed by pyinfra-iluvatar"
 GUIDE_CONFLICTS = ("docker.io", "docker-doc", "docker-compose", "podman-docker", "containerd", "runc")
 """The packages Docker's install guide says to remove before installing from its repository."""
@@ -553,38 +553,6 @@ def daemon_json(settings: dict[str, Any]) -> Generator[Any, None, None]:
     )
 
 
-def render_unit_drop_in(limit_nofile: int) -> str:
-    """The drop-in for ``docker.service``: the service's own file limit (PAM limits never reach services)."""
-    return (
-        f"{MANAGED_HEADER}: edits here are overwritten on the next deploy.\n"
-        "# PAM limits (limits.conf) do not apply to services: this is dockerd's own.\n"
-        f"[Service]\nLimitNOFILE={limit_nofile}\n"
-    )
-
-
-@operation()
-def unit_limits(limit_nofile: int) -> Generator[Any, None, None]:
-    """
-    Write the systemd drop-in ``/etc/systemd/system/docker.service.d/pyinfra-iluvatar.conf`` setting
-    ``LimitNOFILE=`` for ``docker.service`` (PAM limits never reach services). Reload systemd and restart docker
-    ``_if`` this changed.
-
-    + limit_nofile: the soft and hard ``nofile`` limit of dockerd (a positive integer)
-
-    **Example:**
-
-    .. code:: python
-
-        limits = docker.unit_limits(name="docker.service file limit", limit_nofile=1000000)
-        systemd.daemon_reload(name="Reload systemd", _if=limits.did_change)
-    """
-    if isinstance(limit_nofile, bool) or not isinstance(limit_nofile, int) or limit_nofile < 1:
-        raise OperationValueError(f"limit_nofile must be a positive integer, got {limit_nofile!r}")
-    yield from files.put._inner(
-        src=StringIO(render_unit_drop_in(limit_nofile)), dest=UNIT_DROP_IN, user="root", group="root", mode="644"
-    )
-
-
 @operation(is_idempotent=False, idempotent_notice="It waits for the Docker daemon each time it runs: run it with _if=.")
 def ready(timeout: int = 60) -> Generator[Any, None, None]:
     """
@@ -607,11 +575,6 @@ def ready(timeout: int = 60) -> Generator[Any, None, None]:
         f'if [ $i -ge {timeout} ]; then echo "pyinfra-iluvatar: the Docker daemon did not answer docker info '
         f'within {timeout}s" >&2; exit 1; fi; sleep 1; done'
     )
-
-
-def _fail(message: str) -> StringCommand:
-    """A command that fails this host alone with ``message`` (raising would stop every host at this operation)."""
-    return StringCommand("echo", QuoteString(f"pyinfra-iluvatar: {message}"), ">&2", "&&", "exit", "1")
 
 
 def _driver_hint(what: str, wanted: str) -> str:
@@ -643,7 +606,7 @@ def daemon_as_expected(
     """
     found = host.get_fact(DockerDaemon)
     if not found["answers"]:
-        yield _fail(f"the Docker daemon does not answer: {found['error'] or 'there is no docker CLI on the host'}")
+        yield fail_host(f"the Docker daemon does not answer: {found['error'] or 'there is no docker CLI on the host'}")
         return
     checked, problems = [], []
     for what, wanted, actual in (
@@ -657,6 +620,6 @@ def daemon_as_expected(
         checked.append(f"{what} {actual}")
     version = found["server_version"]
     if problems:
-        yield _fail(f"the Docker daemon {version} answers but {'; '.join(problems)}")
+        yield fail_host(f"the Docker daemon {version} answers but {'; '.join(problems)}")
         return
     host.noop(f"the Docker daemon {version} answers" + (f" with {' and '.join(checked)}" if checked else ""))

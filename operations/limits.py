@@ -1,4 +1,5 @@
-"""PAM resource limits, kept in a drop-in file this package owns."""
+"""Resource limits: PAM's for login sessions, and systemd's for the services PAM never reaches, each in a drop-in
+file this package owns."""
 
 from __future__ import annotations
 
@@ -52,4 +53,44 @@ def pam_limits(limits: dict[str, int | str], filename: str = "90-iluvatar.conf")
         user="root",
         group="root",
         mode="644",
+    )
+
+
+def unit_drop_in(unit: str) -> str:
+    """This package's drop-in for ``unit``: ``/etc/systemd/system/<unit>.d/pyinfra-iluvatar.conf``."""
+    return f"/etc/systemd/system/{unit}.d/pyinfra-iluvatar.conf"
+
+
+def render_unit_drop_in(limit_nofile: int) -> str:
+    """A unit drop-in setting the service's own file limit (PAM limits, limits.conf, never reach services)."""
+    return (
+        "# Managed by pyinfra-iluvatar: edits here are overwritten on the next deploy.\n"
+        "# PAM limits (limits.conf) do not apply to services: this is the service's own.\n"
+        f"[Service]\nLimitNOFILE={limit_nofile}\n"
+    )
+
+
+@operation()
+def unit_limits(unit: str, limit_nofile: int) -> Generator[Any, None, None]:
+    """
+    Give a packaged service its file limit with a systemd drop-in of this package's own
+    (:func:`unit_drop_in`), leaving the package's unit file alone. Reload systemd and restart the service ``_if``
+    this changed.
+
+    + unit: the service (``docker.service``, ``containerd.service``)
+    + limit_nofile: its soft and hard ``nofile`` limit (a positive integer)
+
+    **Example:**
+
+    .. code:: python
+
+        drop_in = limits.unit_limits(name="docker.service file limit", unit="docker.service", limit_nofile=1000000)
+        systemd.daemon_reload(name="Reload systemd", _if=drop_in.did_change)
+    """
+    if not unit.endswith(".service") or "/" in unit:
+        raise OperationValueError(f"unit must be a service unit name, got {unit!r}")
+    if isinstance(limit_nofile, bool) or not isinstance(limit_nofile, int) or limit_nofile < 1:
+        raise OperationValueError(f"limit_nofile must be a positive integer, got {limit_nofile!r}")
+    yield from files.put._inner(
+        src=StringIO(render_unit_drop_in(limit_nofile)), dest=unit_drop_in(unit), user="root", group="root", mode="644"
     )

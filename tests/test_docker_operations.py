@@ -484,7 +484,7 @@ def _can_overlay_etc() -> bool:
 
 
 DEPLOY = """
-from pyinfra_iluvatar.operations import docker
+from pyinfra_iluvatar.operations import docker, limits
 
 docker.apt_repository(
     name="Docker's apt repository",
@@ -498,7 +498,7 @@ docker.daemon_json(
     name="daemon.json",
     settings={{"exec-opts": ["native.cgroupdriver=systemd"], "log-opts": {{"max-size": "20m"}}}},
 )
-docker.unit_limits(name="docker.service file limit", limit_nofile=1048576)
+limits.unit_limits(name="docker.service file limit", unit="docker.service", limit_nofile=1048576)
 """
 
 NAMESPACE = """
