@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from pyinfra.api.host import Host
 
 from pyinfra_iluvatar import urls
+from pyinfra_iluvatar.operations import docker
 from pyinfra_iluvatar.operations.containerd import SNAPSHOTTERS
 from pyinfra_iluvatar.operations.release import DOWNLOAD_MODES, DownloadMode
 from pyinfra_iluvatar.operations.worker_config import WORKER_CONFIG, override_errors
@@ -346,7 +347,7 @@ GO_REMOVE_AFTER_BUILD: DataKey[bool] = DataKey(
     "Remove the Go toolchain once cnitool is built.",
 )
 
-ISOLATIONS = ("containerd",)
+ISOLATIONS = ("containerd", "docker")
 """The container isolations the worker deploy sets up (Ilúvatar uses each one that answers)."""
 
 
@@ -364,7 +365,98 @@ ISOLATION: DataKey[tuple[str, ...]] = DataKey(
     ("containerd",),
     _isolation,
     f"one of {choices(ISOLATIONS)}, or a list of them",
-    "The container isolations the worker gets (Docker isolation is not delivered yet).",
+    "The container isolations the worker gets; with both, Docker's containerd package serves the worker too.",
+)
+
+DOCKER_SOURCES = ("docker", "distribution")
+"""Where Docker comes from: Docker's apt repository (its install guide's way), or the distribution's docker.io."""
+DOCKER_SOURCE: DataKey[str] = DataKey(
+    "iluvatar_docker_source",
+    "docker",
+    _one_of(*DOCKER_SOURCES),
+    choices(DOCKER_SOURCES),
+    "Docker's apt repository (`docker-ce`, `containerd.io`, …) or the distribution's `docker.io`.",
+)
+def _url(value: Any) -> str:
+    return urls.http_url(value, base=True)
+
+
+DOCKER_REPOSITORY: DataKey[str] = DataKey(
+    "iluvatar_docker_repository",
+    docker.DOCKER_REPOSITORY,
+    _url,
+    "an http(s) base URL without credentials (its `<distribution>/` holds the repository and `gpg`)",
+    "Docker's apt repository, or your mirror of it.",
+)
+
+
+def _fingerprint(value: Any) -> str:
+    text = value.replace(" ", "") if isinstance(value, str) else ""
+    if not re.fullmatch(r"[0-9A-Fa-f]{40}", text):
+        raise ValueError("not 40 hex digits")
+    return text.upper()
+
+
+DOCKER_KEY_FINGERPRINT: DataKey[str] = DataKey(
+    "iluvatar_docker_key_fingerprint",
+    docker.DOCKER_KEY_FINGERPRINT,
+    _fingerprint,
+    "an OpenPGP key fingerprint: 40 hex digits (spaces allowed)",
+    "The fingerprint the repository's signing key must have (Docker's release key by default).",
+)
+
+
+def _optional_version(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"(\d+:)?[0-9][A-Za-z0-9.+~-]*", value):
+        raise ValueError("not a Debian package version")
+    return value
+
+
+DOCKER_VERSION: DataKey[str | None] = DataKey(
+    "iluvatar_docker_version",
+    None,
+    _optional_version,
+    "a package version as `apt-cache madison docker-ce` lists it (`5:28.2.2-1~debian.12~bookworm`), or empty",
+    "Pin `docker-ce` and `docker-ce-cli` to this version (Docker's repository only); empty: the newest.",
+)
+
+
+def _daemon(value: Any) -> Mapping[str, Any]:
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+        raise ValueError("not a mapping of daemon.json keys")
+    return value
+
+
+DOCKER_DAEMON: DataKey[Mapping[str, Any]] = DataKey(
+    "iluvatar_docker_daemon",
+    {"exec-opts": ["native.cgroupdriver=systemd"]},
+    _daemon,
+    "a mapping of `/etc/docker/daemon.json` keys",
+    "Merged key by key into daemon.json (keys already there and not named here are kept).",
+)
+
+
+def _users(value: Any) -> tuple[str, ...]:
+    if value in (None, "", [], ()):
+        return ()
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) for name in names):
+        raise ValueError("not a list of user names")
+    if bad := [name for name in names if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}\$?", name.strip())]:
+        raise ValueError(f"not user names: {', '.join(shown(name) for name in bad)}")
+    return tuple(name.strip() for name in names)
+
+
+DOCKER_USERS: DataKey[tuple[str, ...]] = DataKey(
+    "iluvatar_docker_users",
+    (),
+    _users,
+    "a list of existing user names (or one comma-separated string)",
+    "Users added to the `docker` group (it lets them run containers as root: add only who should).",
 )
 
 ZFS: DataKey[bool] = DataKey(
@@ -624,6 +716,12 @@ ALL_KEYS: tuple[DataKey[Any], ...] = (
     GO_ROOT,
     GO_REMOVE_AFTER_BUILD,
     ISOLATION,
+    DOCKER_SOURCE,
+    DOCKER_REPOSITORY,
+    DOCKER_KEY_FINGERPRINT,
+    DOCKER_VERSION,
+    DOCKER_DAEMON,
+    DOCKER_USERS,
     ZFS,
     ZFS_IMPLEMENTATION,
     ZFS_POOL,

@@ -224,10 +224,11 @@ def _not_a_directory(path: Path) -> str | None:
 
 
 def _components(parts: Iterable[Part], values: Mapping[str, Any]) -> list[str]:
-    """The lock components ``parts`` install on a host with these settings."""
-    containerd = "containerd" in parts or ("worker" in parts and "containerd" in values[data.ISOLATION.name])
-    cni = "cni" in parts or ("worker" in parts and "containerd" in values[data.ISOLATION.name])
-    components = ["containerd"] if containerd else []
+    """The lock components ``parts`` install on a host with these settings (with Docker, its containerd serves)."""
+    isolation = values[data.ISOLATION.name]
+    containerd = "containerd" in parts or ("worker" in parts and "containerd" in isolation)
+    cni = "cni" in parts or ("worker" in parts and "containerd" in isolation)
+    components = ["containerd"] if containerd and "docker" not in isolation else []
     if cni:
         components += ["cni-plugins", "cnitool"]
         if not values[data.CNITOOL_PREBUILT.name]:

@@ -17,7 +17,7 @@ from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
 from pyinfra_iluvatar import data, preflight
-from pyinfra_iluvatar.operations import containerd, release
+from pyinfra_iluvatar.operations import containerd, limits, release
 
 SERVICE = "containerd.service"
 
@@ -25,11 +25,14 @@ SERVICE = "containerd.service"
 @deploy("containerd")
 def containerd_runtime(settings: preflight.HostPlan | None = None) -> Callable[[], bool]:
     """
-    Install and run the locked containerd; reads the ``iluvatar_*`` data keys (README table), or ``settings``
+    Install and run the locked containerd — or, where Docker is an isolation too, configure the containerd its
+    packages brought (one containerd per host); reads the ``iluvatar_*`` data keys (README table), or ``settings``
     when a deploy that checked them (the worker's) passes its own. Returns, for ``_if=``, whether this run started
     or restarted containerd.
     """
     settings = settings or preflight.plan("containerd")
+    if "docker" in settings.get(data.ISOLATION):
+        return packaged_containerd(settings)
     locked = settings.locked("containerd")
 
     containerd.distro_package_absent(
@@ -63,6 +66,29 @@ def containerd_runtime(settings: preflight.HostPlan | None = None) -> Callable[[
         service=SERVICE,
         restarted=True,
         _if=lambda: files_replaced() or setup_changed(),
+    )
+    start = systemd.service(name="containerd running and enabled", service=SERVICE, running=True, enabled=True)
+    started = any_changed(restart, start)
+    containerd.ready(name="containerd answers ctr version", _if=started)
+    return started
+
+
+def packaged_containerd(settings: preflight.HostPlan) -> Callable[[], bool]:
+    """
+    The containerd of Docker's packages (``containerd.io``, or the distribution's ``containerd`` with
+    ``docker.io``), made the worker's: this package's config (the package's own disables the CRI plugin), the
+    service's file limit in a drop-in, restarted only when either changed. ``/usr/bin/ctr`` is the package's.
+    """
+    drop_in = limits.unit_limits(
+        name="containerd.service file limit", unit=SERVICE, limit_nofile=settings.get(data.NOFILE_LIMIT)
+    )
+    config = containerd.config(name="containerd config", snapshotter=settings.get(data.SNAPSHOTTER))
+    systemd.daemon_reload(name="Reload systemd units", _if=drop_in.did_change)
+    restart = systemd.service(
+        name="Restart containerd (its config or limit changed)",
+        service=SERVICE,
+        restarted=True,
+        _if=any_changed(drop_in, config),
     )
     start = systemd.service(name="containerd running and enabled", service=SERVICE, running=True, enabled=True)
     started = any_changed(restart, start)

@@ -330,3 +330,34 @@ class DockerAptSources(FactBase[DockerAptSourcesInfo]):
         if info["keyring"] is not None:
             info["keyring"]["content"] = "".join(f"{line}\n" for line in keyring_lines)
         return info
+
+
+class UserGroups(FactBase["dict[str, list[str] | None]"]):
+    """
+    Returns each of ``users``' groups (``id -nG``), ``None`` for a user the host does not have. (pyinfra's own
+    ``server.Users`` reads ``/etc/shadow`` too, so its output — which ``-vvv`` prints — would hold password hashes.)
+
+    Runs ``id -nG USER`` for each user.
+
+    .. code:: python
+
+        {"alice": ["alice", "sudo", "docker"], "bob": None}
+    """
+
+    @override
+    def command(self, users: list[str]) -> str:
+        lines = []
+        for user in users:
+            quoted = shlex.quote(user)
+            lines.append(f"printf '%s:%s\\n' {quoted} \"$(id -nG {quoted} 2>/dev/null || echo '!missing')\"")
+        return "; ".join(lines) or "true"
+
+    @override
+    def process(self, output: list[str]) -> dict[str, list[str] | None]:
+        groups: dict[str, list[str] | None] = {}
+        for line in output:
+            user, sep, found = line.partition(":")
+            if not sep or not user:
+                raise FactProcessError(f"unexpected line from id -nG: {line!r}")
+            groups[user] = None if found == "!missing" else found.split()
+        return groups

@@ -10,7 +10,8 @@ from collections.abc import Generator
 from io import StringIO
 from typing import Any
 
-from pyinfra.api.command import StringCommand
+from packaging.version import Version
+from pyinfra.api.command import QuoteString, StringCommand
 from pyinfra.api.exceptions import OperationError, OperationValueError
 from pyinfra.api.operation import operation
 from pyinfra.context import host
@@ -18,10 +19,13 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FindInFile, Link
 from pyinfra.operations import apt, files
 
-from pyinfra_iluvatar.facts.containerd import ContainerdPlugins
+from pyinfra_iluvatar.facts.containerd import ContainerdPlugins, ContainerdVersion
+from pyinfra_iluvatar.facts.release import InstalledRelease, receipt_paths
 from pyinfra_iluvatar.operations._failure import fail_host
 
 UNIT_PATH = "/etc/systemd/system/containerd.service"
+PACKAGED_BINARY = "/usr/bin/containerd"
+"""Where a distribution's or Docker's containerd package puts containerd (the release build goes in /usr/local/bin)."""
 CONFIG_PATH = "/etc/containerd/config.toml"
 CONFIG_DROP_INS = "/etc/containerd/conf.d"
 MANAGED_HEADER = "# Managed by pyinfra-iluvatar"
@@ -142,6 +146,38 @@ def unmasked() -> Generator[Any, None, None]:
 
 
 @operation()
+def release_build_absent() -> Generator[Any, None, None]:
+    """
+    Remove the containerd release build this package installed — its binaries (the receipt lists them), its
+    unit ``/etc/systemd/system/containerd.service`` (which would shadow a package's unit) and the ``/usr/bin/ctr``
+    link — so that a containerd package (Docker's ``containerd.io``, the distribution's ``containerd``) can be the
+    host's only containerd. Stops containerd first. Does nothing where no such build is installed.
+
+    **Example:**
+
+    .. code:: python
+
+        containerd.release_build_absent(name="No containerd release build")
+    """
+    installed = host.get_fact(InstalledRelease, component="containerd")
+    unit_ours = host.get_fact(FindInFile, path=UNIT_PATH, pattern=f"^{MANAGED_HEADER}")
+    if installed is None and not unit_ours:
+        host.noop("no containerd release build of pyinfra-iluvatar is installed")
+        return
+    yield "systemctl stop containerd.service 2>/dev/null || true"
+    if unit_ours:
+        yield StringCommand("rm", "-f", UNIT_PATH)
+        yield "systemctl daemon-reload"
+    files_installed = sorted(installed["files"]) if installed else []
+    yield StringCommand(
+        'if [ "$(readlink /usr/bin/ctr)" = /usr/local/bin/ctr ]; then rm -f /usr/bin/ctr; fi;',
+        "rm",
+        "-f",
+        *(QuoteString(path) for path in (*files_installed, *receipt_paths("containerd"))),
+    )
+
+
+@operation()
 def unit(limit_nofile: int) -> Generator[Any, None, None]:
     """
     Write the containerd unit to ``/etc/systemd/system/containerd.service`` (which wins over any packaged unit
@@ -161,12 +197,14 @@ def unit(limit_nofile: int) -> Generator[Any, None, None]:
 
 
 @operation()
-def config(containerd_major: int, snapshotter: str = "zfs") -> Generator[Any, None, None]:
+def config(containerd_major: int | None = None, snapshotter: str = "zfs") -> Generator[Any, None, None]:
     """
     Own ``/etc/containerd/config.toml`` (see :func:`render_config`). A config this package did not write is
-    kept once as ``config.toml.orig`` before the first overwrite, so nothing an admin wrote is lost.
+    kept once as ``config.toml.orig`` before the first overwrite, so nothing an admin wrote (or a package shipped:
+    Docker's ``containerd.io`` disables the CRI plugin in its own) is lost.
 
-    + containerd_major: major version of the installed containerd (picks the config schema)
+    + containerd_major: major version of the containerd that reads it (picks the config schema); ``None``: the one
+      installed at ``/usr/bin/containerd`` (a package's), read when the operation runs (1 when there is none yet)
     + snapshotter: ``zfs`` (default), ``overlayfs`` or ``native``
 
     **Example:**
@@ -175,6 +213,9 @@ def config(containerd_major: int, snapshotter: str = "zfs") -> Generator[Any, No
 
         containerd.config(name="containerd config", containerd_major=2, snapshotter="zfs")
     """
+    if containerd_major is None:
+        installed = host.get_fact(ContainerdVersion, binary=PACKAGED_BINARY)
+        containerd_major = Version(installed["version"]).major if installed else 1
     content = render_config(containerd_major, snapshotter)
     foreign = host.get_fact(FindInFile, path=CONFIG_PATH, pattern=f"^{MANAGED_HEADER}")
     if foreign == []:  # the file exists and lacks our header (None: no such file)

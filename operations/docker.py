@@ -45,6 +45,7 @@ from pyinfra_iluvatar.facts.docker import (
     SOURCES_LIST,
     DockerAptSources,
     DockerDaemon,
+    UserGroups,
 )
 from pyinfra_iluvatar.facts.docker import DOCKER_KEYRING as DOCKER_KEYRING
 from pyinfra_iluvatar.facts.docker import DOCKER_SOURCES as DOCKER_SOURCES
@@ -623,3 +624,30 @@ def daemon_as_expected(
         yield fail_host(f"the Docker daemon {version} answers but {'; '.join(problems)}")
         return
     host.noop(f"the Docker daemon {version} answers" + (f" with {' and '.join(checked)}" if checked else ""))
+
+
+@operation()
+def group_members(users: list[str]) -> Generator[Any, None, None]:
+    """
+    Add each of ``users`` to the ``docker`` group (``usermod -aG``), leaving their other groups alone. Being in it
+    lets a user run containers as root on the host: list only who should. A user the host does not have fails this
+    host (this operation never creates users). Takes effect at the user's next login.
+
+    + users: existing user names
+
+    **Example:**
+
+    .. code:: python
+
+        docker.group_members(name="Builders run containers", users=["alice"])
+    """
+    found = host.get_fact(UserGroups, users=list(users))
+    if missing := [user for user in users if found.get(user) is None]:
+        yield fail_host(f"no such user: {', '.join(missing)} (add users to the docker group only once they exist)")
+        return
+    joining = [user for user in users if "docker" not in (found[user] or [])]
+    if not joining:
+        host.noop(f"already in the docker group: {', '.join(users)}")
+        return
+    for user in joining:
+        yield StringCommand("usermod", "-aG", "docker", QuoteString(user))

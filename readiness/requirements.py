@@ -14,6 +14,7 @@ from typing import Any
 from pyinfra.api.host import Host
 
 from pyinfra_iluvatar import data, preflight
+from pyinfra_iluvatar.deploys.docker import docker_packages, expected_drivers
 from pyinfra_iluvatar.deploys.worker import WORKER_PACKAGES, energy_packages
 from pyinfra_iluvatar.deploys.zfs import SNAPSHOTTER_PATH, implementation, zfs_packages
 from pyinfra_iluvatar.facts.combined import Probe, Unreadable
@@ -25,6 +26,7 @@ from pyinfra_iluvatar.releases.components import MACHINE_ARCH
 REQUIREMENTS = (
     "packages",
     "limits",
+    "docker",
     "containerd",
     "containerd-plugins",
     "ctr",
@@ -62,6 +64,7 @@ def applies(values: Mapping[str, Any]) -> tuple[str, ...]:
     zfs = values[data.ZFS.name]
     skipped = set() if containerd else {"containerd", "containerd-plugins", "ctr", "cni", "releases"}
     skipped |= set() if zfs else {"zfs-pool", "zfs-dataset"}
+    skipped |= set() if "docker" in values[data.ISOLATION.name] else {"docker"}
     return tuple(name for name in REQUIREMENTS if name not in skipped)
 
 
@@ -76,6 +79,11 @@ def probes(values: Mapping[str, Any]) -> tuple[Probe, ...]:
         ("worker_config", "pyinfra.facts.files.FileContents", {"path": values[data.WORKER_CONFIG_PATH.name]}),
         ("cgroups", _FACTS + "cgroups.CgroupControllers", {}),
     ]
+    if "docker" in values[data.ISOLATION.name]:
+        found += [
+            ("docker", _FACTS + "docker.DockerDaemon", {}),
+            ("docker_unit_limits", _FACTS + "limits.SystemdUnitLimits", {"unit": "docker.service"}),
+        ]
     if "containerd" in values[data.ISOLATION.name]:
         found += [
             ("unit_limits", _FACTS + "limits.SystemdUnitLimits", {"unit": "containerd.service"}),
@@ -137,6 +145,9 @@ def _packages(host: _Host) -> tuple[bool, str]:
     distribution = (host.fact("distribution") or {}).get("name") or ""
     kernel = host.fact("kernel") or ""
     expected = WORKER_PACKAGES + host.values[data.EXTRA_PACKAGES.name]
+    if "docker" in host.values[data.ISOLATION.name]:
+        version = host.values[data.DOCKER_VERSION.name]
+        expected += [spec.partition("=")[0] for spec in docker_packages(host.values[data.DOCKER_SOURCE.name], version)]
     if host.values[data.ENERGY_TOOLS.name]:
         expected += energy_packages(distribution, kernel)
     if host.values[data.ZFS.name]:
@@ -160,17 +171,42 @@ def _limits(host: _Host) -> tuple[bool, str]:
                     problems.append(f"no {kind} {item} for {domain}")
                 elif found["value"] != value:
                     problems.append(f"{domain} {kind} {item} is {found['value']} ({found['file']}), not {value}")
-    units = "unit_limits" in host.facts  # containerd isolation: its unit must carry the limit (PAM never does)
-    if units:
-        unit = host.fact("unit_limits")
+    # The isolations' services must carry the limit in their units: PAM limits never reach services.
+    units = {"unit_limits": "containerd.service", "docker_unit_limits": "docker.service"}
+    checked = [unit for probe, unit in units.items() if probe in host.facts]
+    for probe, unit_name in units.items():
+        if probe not in host.facts:
+            continue
+        unit = host.fact(probe)
         if unit is None or unit["load_state"] != "loaded":
-            problems.append("containerd.service is not loaded")
+            problems.append(f"{unit_name} is not loaded")
         elif str(unit["nofile_hard"]) != wanted["nofile"]:
-            problems.append(f"containerd.service LimitNOFILE is {unit['nofile_hard']}, not {wanted['nofile']}")
+            problems.append(f"{unit_name} LimitNOFILE is {unit['nofile_hard']}, not {wanted['nofile']}")
     if problems:
         return False, "; ".join(problems)
-    where = "PAM drop-in and containerd.service" if units else "PAM drop-in"
+    where = " and ".join(["PAM drop-in", *checked])
     return True, f"nofile {wanted['nofile']}, nproc {wanted['nproc']} configured ({where})"
+
+
+def _docker(host: _Host) -> tuple[bool, str]:
+    daemon = host.fact("docker")
+    if not daemon["answers"]:
+        return False, f"the Docker daemon does not answer: {daemon['error'] or 'there is no docker CLI'}"
+    cgroup, storage = expected_drivers(host.values[data.DOCKER_DAEMON.name])
+    problems = [
+        f"its {what} driver is {found}, daemon.json asks for {wanted}"
+        for what, wanted, found in (
+            ("cgroup", cgroup, daemon["cgroup_driver"]),
+            ("storage", storage, daemon["storage_driver"]),
+        )
+        if wanted is not None and found != wanted
+    ]
+    if problems:
+        return False, "; ".join(problems)
+    return True, (
+        f"Docker {daemon['server_version']} answers (cgroup driver {daemon['cgroup_driver']},"
+        f" storage driver {daemon['storage_driver']})"
+    )
 
 
 def _containerd(host: _Host) -> tuple[bool, str]:
@@ -294,7 +330,9 @@ def _releases(host: _Host) -> tuple[bool, str]:
     arch = MACHINE_ARCH.get(resources["machine"]) if resources else None
     prebuilt = host.values[data.CNITOOL_PREBUILT.name]
     problems, shown = [], []
-    for name in RELEASES:
+    # With Docker, containerd is its package's, not a release build of this package.
+    components = [name for name in RELEASES if name != "containerd" or "docker" not in host.values[data.ISOLATION.name]]
+    for name in components:
         installed = host.fact(f"release-{name}")
         locked = host.lock.components.get(name)
         if installed is None:
@@ -333,6 +371,7 @@ def _cgroups(host: _Host) -> tuple[bool, str]:
 _CHECKS: Mapping[str, Callable[[_Host], tuple[bool, str]]] = {
     "packages": _packages,
     "limits": _limits,
+    "docker": _docker,
     "containerd": _containerd,
     "containerd-plugins": _containerd_plugins,
     "ctr": _ctr,

@@ -38,7 +38,7 @@ def failing(found: dict[str, Verdict]) -> dict[str, str]:
 
 def test_a_deployed_sandbox_worker_is_ready_but_for_its_cgroups() -> None:
     found = judge("ready")
-    assert list(found) == list(REQUIREMENTS)
+    assert list(found) == [name for name in REQUIREMENTS if name != "docker"]  # containerd isolation only
     assert failing(found) == {
         "cgroups": "no cpu or memory controller in the cgroup v2 hierarchy (it has: none):"
         " containers run without the worker's CPU and memory limits"
