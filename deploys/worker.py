@@ -47,6 +47,13 @@ WORKER_PACKAGES = [
 ]
 
 
+def worker_packages(isolation: tuple[str, ...], docker_source: str) -> list[str]:
+    """:data:`WORKER_PACKAGES`, less ``runc`` where Docker's ``containerd.io`` provides it (and conflicts with it)."""
+    if "docker" in isolation and docker_source == "docker":
+        return [name for name in WORKER_PACKAGES if name != "runc"]
+    return list(WORKER_PACKAGES)
+
+
 def energy_packages(distribution: str, kernel: str) -> list[str]:
     """ipmitool, and perf for the running ``kernel``: Debian's ``linux-perf``, Ubuntu's ``linux-tools-<release>``."""
     if distribution == "Ubuntu":
@@ -61,9 +68,8 @@ def worker() -> None:
     energy = []
     if settings.get(data.ENERGY_TOOLS):
         energy = energy_packages(host.get_fact(LinuxDistribution)["name"] or "", host.get_fact(KernelVersion))
-    packages.apt_installed(
-        name="Worker packages", packages=WORKER_PACKAGES + energy + settings.get(data.EXTRA_PACKAGES)
-    )
+    base = worker_packages(settings.get(data.ISOLATION), settings.get(data.DOCKER_SOURCE))
+    packages.apt_installed(name="Worker packages", packages=base + energy + settings.get(data.EXTRA_PACKAGES))
     limits.pam_limits(
         name="File and process limits",
         limits={"nofile": settings.get(data.NOFILE_LIMIT), "nproc": settings.get(data.NPROC_LIMIT)},

@@ -15,7 +15,7 @@ from pyinfra.api.host import Host
 
 from pyinfra_iluvatar import data, preflight
 from pyinfra_iluvatar.deploys.docker import docker_packages, expected_drivers
-from pyinfra_iluvatar.deploys.worker import WORKER_PACKAGES, energy_packages
+from pyinfra_iluvatar.deploys.worker import energy_packages, worker_packages
 from pyinfra_iluvatar.deploys.zfs import SNAPSHOTTER_PATH, implementation, zfs_packages
 from pyinfra_iluvatar.facts.combined import Probe, Unreadable
 from pyinfra_iluvatar.operations.containerd import CRI_PLUGIN
@@ -144,8 +144,9 @@ def _packages(host: _Host) -> tuple[bool, str]:
     installed = host.fact("packages") or {}
     distribution = (host.fact("distribution") or {}).get("name") or ""
     kernel = host.fact("kernel") or ""
-    expected = WORKER_PACKAGES + host.values[data.EXTRA_PACKAGES.name]
-    if "docker" in host.values[data.ISOLATION.name]:
+    isolation = host.values[data.ISOLATION.name]
+    expected = worker_packages(isolation, host.values[data.DOCKER_SOURCE.name]) + host.values[data.EXTRA_PACKAGES.name]
+    if "docker" in isolation:
         version = host.values[data.DOCKER_VERSION.name]
         expected += [spec.partition("=")[0] for spec in docker_packages(host.values[data.DOCKER_SOURCE.name], version)]
     if host.values[data.ENERGY_TOOLS.name]:
