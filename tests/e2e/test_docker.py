@@ -11,6 +11,7 @@ with the settings the sandbox needs (vfs: no overlay on the hosts' overlay root;
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,7 +36,7 @@ CLEAN = (
     " docker.io containerd runc >/dev/null 2>&1;"
     " rm -rf /etc/docker /var/lib/docker /etc/apt/sources.list.d/docker* /etc/apt/keyrings/docker.asc"
     " /etc/apt/preferences.d/pyinfra-iluvatar-docker /etc/systemd/system/docker.service.d"
-    " /etc/systemd/system/containerd.service.d /etc/containerd; ip link del docker0 2>/dev/null;"
+    " /etc/systemd/system/containerd.service.d /etc/containerd /etc/iluvatar; ip link del docker0 2>/dev/null;"
     " systemctl daemon-reload; apt-get update -q >/dev/null"
 )
 
@@ -132,3 +133,33 @@ def test_the_distributions_docker_io(lab: Lab, repo: tuple[DockerRepo, str]) -> 
     again = run(lab, host, iluvatar_docker_source="distribution")
     assert again["returncode"] == 0 and changed(again) == {}, again["stderr"][-4000:]
     assert docker_pid(lab, host) == pid
+
+
+def test_both_isolations_share_dockers_containerd(lab: Lab, repo: tuple[DockerRepo, str]) -> None:
+    """The whole worker with Docker and containerd on a host that had the release build: one containerd, Docker's."""
+    built, url = repo
+    host = lab.hosts[2]
+    containerd_only = lab.deploy_worker(host)
+    assert containerd_only["returncode"] == 0, containerd_only["stderr"][-4000:]
+    assert lab.ssh(host, "readlink -f /usr/bin/ctr").strip() == "/usr/local/bin/ctr"
+    docker = {
+        "iluvatar_isolation": ["docker", "containerd"],
+        "iluvatar_docker_repository": f"{url}/linux",
+        "iluvatar_docker_key_fingerprint": built.fingerprint,
+        "iluvatar_docker_daemon": DAEMON,
+    }
+    both = lab.deploy_worker(host, **docker)
+    assert both["returncode"] == 0, both["stderr"][-4000:]
+    assert lab.ssh(host, "ls /usr/local/bin").split() == []  # the release build is gone
+    assert lab.ssh(host, "readlink -f /usr/bin/ctr").strip() == "/usr/bin/ctr"
+    unit = lab.ssh(host, "systemctl show -p FragmentPath --value containerd").strip()
+    assert unit == "/lib/systemd/system/containerd.service"
+    assert "LimitNOFILE=20000" in lab.ssh(host, "systemctl cat containerd")
+    assert "Version:  1.7.24" in lab.ssh(host, "/usr/bin/ctr version")
+    assert lab.ssh(host, "pgrep -c -x containerd").strip() == "1"
+    plugins = lab.ssh(host, "ctr plugins ls")
+    assert re.search(r"snapshotter\.v1\s+native\s+\S+\s+ok", plugins)
+    assert re.search(r"grpc\.v1\s+cri\s+\S+\s+ok", plugins)
+    assert json.loads(lab.ssh(host, "docker info --format '{{json .}}'"))["Driver"] == "vfs"
+    again = lab.deploy_worker(host, **docker)
+    assert again["returncode"] == 0 and changed(again) == {}, again["stderr"][-4000:]

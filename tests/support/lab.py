@@ -70,6 +70,15 @@ class Lab:
         report["stderr"] = result.stderr
         return report
 
+    def deploy_worker(self, host: str, **data: object) -> dict[str, Any]:
+        """The whole worker deploy on ``host`` alone with the sandbox's settings (:data:`SANDBOX_WORKER`)."""
+        arguments = self.data_arguments(OLD, **{**SANDBOX_WORKER, **data})
+        result = self.session.pyinfra("--json", "--limit", host, *arguments, "deploys/worker.py")
+        report: dict[str, Any] = json.loads(result.stdout) if result.stdout.strip() else {"results": None}
+        report["returncode"] = result.returncode
+        report["stderr"] = result.stderr
+        return report
+
     def ssh(self, host: str, command: str) -> str:
         result = self.session.ssh(host, command)
         assert result.returncode == 0, f"{host}: {command}: {result.stderr}"
