@@ -31,8 +31,8 @@ pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The main job: one sandbox host (reused when it is up; needs root), release archives served from this machine
-# (tests/support/demo.py), then the whole worker deploy on it for real over SSH, ending with pyinfra's change
-# summary. `$(BIN)/pyinfra-iluvatar sandbox down` removes the host.
+# (tests/support/demo.py), then the whole worker deploy on it for real over SSH, then `check --smoke` on it
+# (ignoring only the cgroups this machine cannot give). `$(BIN)/pyinfra-iluvatar sandbox down` removes the host.
 demo: $(STAMP)
 	$(BIN)/python -m pyinfra_iluvatar.tests.support.demo
 

@@ -25,6 +25,7 @@ import click
 
 from pyinfra_iluvatar import data, preflight
 from pyinfra_iluvatar.readiness.requirements import REQUIREMENTS, Verdict, probes, verdicts
+from pyinfra_iluvatar.readiness.smoke import SmokeResult, format_steps, parse, smoke_script
 
 FORMAT = 1
 """The version of ``check --json``'s document (README, "Readiness")."""
@@ -33,11 +34,11 @@ SMOKE = "smoke"
 
 @dataclass
 class HostReport:
-    """One host's verdicts (and smoke test), or why it has none (unreachable, bad data)."""
+    """One host's verdicts (the smoke test's among them, with its steps), or why it has none (unreachable, bad data)."""
 
     name: str
     verdicts: list[Verdict] = field(default_factory=list)
-    smoke: list[dict[str, Any]] | None = None
+    smoke: SmokeResult | None = None
 
     def ready(self, ignored: Sequence[str]) -> bool:
         """Whether every verdict not ignored holds."""
@@ -153,7 +154,8 @@ def run_checks(state: Any, inventory: Any, selected: list[Any] | None, *, sudo: 
             facts = host.get_fact(Combined, probes=probes(values))
             report.verdicts = verdicts(host, values, facts, locks[path])
             if smoke:
-                report.smoke = _smoke(host, values)
+                report.smoke = _smoke(host, values, sudo)
+                report.verdicts.append(_smoke_verdict(report.smoke))
         return report
 
     greenlets = [gevent.spawn(one, host) for host in hosts]
@@ -164,18 +166,29 @@ def run_checks(state: Any, inventory: Any, selected: list[Any] | None, *, sudo: 
     return [greenlet.value for greenlet in greenlets]
 
 
-def _smoke(host: Any, values: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Run the smoke test on ``host`` (see :mod:`pyinfra_iluvatar.readiness.smoke`): its steps as dicts."""
-    from pyinfra_iluvatar.readiness import smoke
-
-    script = smoke.smoke_script(
+def _smoke(host: Any, values: Mapping[str, Any], sudo: bool) -> SmokeResult:
+    """Run the smoke test on ``host`` (see :mod:`pyinfra_iluvatar.readiness.smoke`) and read its result."""
+    script = smoke_script(
         cni_bin_dir=values[data.CNI_BIN_DIR.name],
         subnet=values[data.SMOKE_SUBNET.name],
         snapshotter=values[data.SNAPSHOTTER.name],
     )
-    _status, output = host.run_shell_command(script)
-    result = smoke.parse(output.stdout_lines)
-    return [step.__dict__ | {"ok": step.ok} for step in result.steps]
+    _status, output = host.run_shell_command(script, _sudo=sudo)
+    return parse(output.stdout_lines)
+
+
+def _smoke_verdict(result: SmokeResult) -> Verdict:
+    """The ``smoke`` requirement: every step passed and nothing was left behind; else the first reason why not."""
+    if result.ok:
+        limits = "; ".join(f"{name} limit not enforced" for name in result.not_enforced)
+        return Verdict(
+            SMOKE, True, f"a function container reached {result.gateway}" + (f" ({limits})" if limits else "")
+        )
+    failed = [f"{step.name}: {step.message}" for step in result.steps if step.status == "failed"]
+    reasons = failed + [f"left behind: {thing}" for thing in result.leftovers] + result.problems
+    if not result.complete:
+        reasons.append("the run did not finish")
+    return Verdict(SMOKE, False, "; ".join(reasons) or "failed")
 
 
 def document(reports: Sequence[HostReport], ignored: Sequence[str], seconds: float) -> dict[str, Any]:
@@ -196,10 +209,22 @@ def document(reports: Sequence[HostReport], ignored: Sequence[str], seconds: flo
                     }
                     for verdict in report.verdicts
                 },
-                **({"smoke": report.smoke} if report.smoke is not None else {}),
+                **({"smoke": _smoke_document(report.smoke)} if report.smoke is not None else {}),
             }
             for report in reports
         },
+    }
+
+
+def _smoke_document(result: SmokeResult) -> dict[str, Any]:
+    return {
+        "ok": result.ok,
+        "seconds": result.seconds,
+        "steps": [
+            {"step": step.key, "status": step.status, "seconds": step.seconds, "message": step.message}
+            for step in result.steps
+        ],
+        "leftovers": result.leftovers,
     }
 
 
@@ -207,7 +232,7 @@ def table(reports: Sequence[HostReport], ignored: Sequence[str], color: bool) ->
     """The host-by-requirement table, then each failure's reason (one line each)."""
     columns = [
         name
-        for name in ("connection", "data", *REQUIREMENTS)
+        for name in ("connection", "data", *REQUIREMENTS, SMOKE)
         if any(verdict.requirement == name for report in reports for verdict in report.verdicts)
     ]
     width = max([len("HOST"), *(len(report.name) for report in reports)])
@@ -234,4 +259,7 @@ def table(reports: Sequence[HostReport], ignored: Sequence[str], color: bool) ->
                 cells.append(cell("skip" if name in ignored else "FAIL", name in ignored, size))
                 reasons.append(f"{report.name}: {name}: {verdict.detail}" + (" (ignored)" if name in ignored else ""))
         lines.append("  ".join(cells))
-    return lines + reasons
+    smoke_lines = [
+        f"{report.name} smoke: {line}" for report in reports if report.smoke for line in format_steps(report.smoke)
+    ]
+    return lines + reasons + smoke_lines

@@ -23,6 +23,14 @@ OLD, NEW = "1.6.20", "1.7.24"
 BINARIES = ("containerd", "containerd-shim-runc-v2", "ctr")
 SANDBOX_NOFILE = 20000
 """The hard ``nofile`` cap of the machine the sandbox runs on (README): a unit asking for more cannot start."""
+RESET = (
+    "systemctl stop containerd 2>/dev/null; if command -v zpool >/dev/null; then zpool destroy -f ilu-pool; fi;"
+    " rm -rf /var/lib/pyinfra-iluvatar /opt/cni /etc/iluvatar /etc/containerd /var/lib/iluvatar"
+    " /usr/local/bin/containerd /usr/local/bin/containerd-shim* /usr/local/bin/ctr"
+    " /etc/systemd/system/containerd.service /etc/systemd/system/iluvatar-zpool-*.service;"
+    " if [ -L /usr/bin/ctr ]; then rm -f /usr/bin/ctr; fi; systemctl daemon-reload"
+)
+"""What the worker deploy made on a sandbox host, undone (its packages stay): each test module starts from it."""
 SANDBOX_WORKER: dict[str, object] = {
     "iluvatar_zfs_implementation": "zfs-fuse",  # no ZFS kernel module on this machine
     "iluvatar_snapshotter": "native",  # containerd's zfs snapshotter refuses zfs-fuse's mounts; overlayfs cannot
@@ -127,8 +135,8 @@ def lock(upstream: FakeUpstream, path: Path, containerd: str) -> Path:
 @contextmanager
 def running_lab(sandbox: SandboxSession, folder: Path, clean_up: bool = True) -> Iterator[Lab]:
     """
-    The lab on ``sandbox``'s hosts, lock files in ``folder``; afterwards (``clean_up``) containerd stopped and this
-    package's releases removed from the hosts, as the next test module expects them.
+    The lab on ``sandbox``'s hosts, lock files in ``folder``; afterwards (``clean_up``) the hosts are reset
+    (:data:`RESET`) for the next test module.
     """
     artifacts = build_debian_artifacts()
     with FakeUpstream(artifacts.fake_repos(), go=artifacts.fake_go(), host=sandbox.sandbox.gateway) as upstream:
@@ -143,4 +151,4 @@ def running_lab(sandbox: SandboxSession, folder: Path, clean_up: bool = True) ->
             }
         yield Lab(sandbox, artifacts, upstream, locks, cnitool, folder / "controller-cache")
         for host in sandbox.hosts if clean_up else ():
-            sandbox.ssh(host.name, "systemctl stop containerd; rm -rf /var/lib/pyinfra-iluvatar /opt/cni")
+            sandbox.ssh(host.name, RESET, timeout=120)

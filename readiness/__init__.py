@@ -1,0 +1,1 @@
+"""pyinfra-iluvatar check: which hosts are ready for Ilúvatar."""
