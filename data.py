@@ -377,6 +377,8 @@ DOCKER_SOURCE: DataKey[str] = DataKey(
     choices(DOCKER_SOURCES),
     "Docker's apt repository (`docker-ce`, `containerd.io`, …) or the distribution's `docker.io`.",
 )
+
+
 def _url(value: Any) -> str:
     return urls.http_url(value, base=True)
 

@@ -77,8 +77,13 @@ def test_each_breakage_is_named(case: str, expected: dict[str, str]) -> None:
 
 def test_settings_decide_what_is_checked_and_expected() -> None:
     assert "zfs-pool" not in judge("ready", iluvatar_zfs=False, iluvatar_snapshotter="native")
-    assert "snapshotter.v1.zfs is skip: path /var/lib/containerd/io.containerd.snapshotter.v1.zfs must be a zfs" in (
-        failing(judge("ready", iluvatar_zfs_implementation="auto", iluvatar_snapshotter="zfs"))["containerd-plugins"]
+    assert (
+        "snapshotter.v1.zfs is skip: path /var/lib/containerd/io.containerd.snapshotter.v1.zfs must be a zfs"
+        in (
+            failing(judge("ready", iluvatar_zfs_implementation="auto", iluvatar_snapshotter="zfs"))[
+                "containerd-plugins"
+            ]
+        )
     )
     limits = failing(judge("ready", iluvatar_nofile_limit=4096))["limits"]
     assert "root soft nofile is 20000 (/etc/security/limits.d/90-iluvatar.conf), not 4096" in limits

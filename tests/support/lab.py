@@ -31,7 +31,7 @@ RESET = (
     " if [ -L /usr/bin/ctr ]; then rm -f /usr/bin/ctr; fi; systemctl daemon-reload"
 )
 """What the worker deploy made on a sandbox host, undone (its packages stay): each test module starts from it."""
-SANDBOX_WORKER: dict[str, object] = {
+SANDBOX_WORKER: dict[str, Any] = {
     "iluvatar_zfs_implementation": "zfs-fuse",  # no ZFS kernel module on this machine
     "iluvatar_snapshotter": "native",  # containerd's zfs snapshotter refuses zfs-fuse's mounts; overlayfs cannot
     # stack on the hosts' overlay root

@@ -29,7 +29,7 @@ CASES = {
     "cnitool_removed": ("mv /opt/cni/bin/cnitool /root/cnitool", "mv /root/cnitool /opt/cni/bin/cnitool"),
     "dataset_unmounted": ("zfs umount ilu-pool/containerd", "zfs mount ilu-pool/containerd"),
     "wrong_interface": (
-        "cp /etc/iluvatar/worker.json /root/worker.json && sed -i 's/\"host0\"/\"eth0\"/' /etc/iluvatar/worker.json",
+        'cp /etc/iluvatar/worker.json /root/worker.json && sed -i \'s/"host0"/"eth0"/\' /etc/iluvatar/worker.json',
         "mv /root/worker.json /etc/iluvatar/worker.json",
     ),
     "binary_modified": (
