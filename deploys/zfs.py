@@ -78,7 +78,7 @@ def zfs_storage(settings: preflight.HostPlan | None = None) -> OperationMeta | N
             " zfs snapshotter refuses fuse.zfs mounts): set iluvatar_snapshotter to overlayfs or native, or"
             " iluvatar_zfs_implementation to openzfs"
         )
-    distribution = host.get_fact(LinuxDistribution)["name"] or ""
+    distribution = (host.get_fact(LinuxDistribution)["name"] or "") if chosen == "openzfs" else ""
     if chosen == "openzfs" and distribution == "Debian":
         packages.debian_contrib(name="Debian contrib enabled (zfs-dkms, zfsutils-linux)")
     kernel = host.get_fact(KernelVersion) if chosen == "openzfs" and distribution == "Debian" else ""

@@ -1,11 +1,12 @@
-"""Measure a converged run of the whole worker deploy on 1 and 3 sandbox hosts, against ``exec -- true``.
+"""Measure what users wait for on every re-run across a rack: a converged run of the whole worker deploy, and
+``pyinfra-iluvatar check``, on 1 and 3 sandbox hosts, each against ``pyinfra INVENTORY exec -- true``.
 
-Run as root from a checkout: ``.venv/bin/python bench/worker_converged.py``. For each fleet size it brings up a
-sandbox of its own (own state directory and network number; the image cache is shared), serves the test lab's
-release archives from the gateway, deploys the worker once, then times ``--runs`` converged runs of
-``pyinfra -y INVENTORY deploys/worker.py`` and as many of ``pyinfra -y INVENTORY exec -- true`` (the floor: connect,
-one command, disconnect), alternating the two. It prints the medians, their ratio, and the remote commands per host
-of a converged run (``-vv`` prints each as ``[host] >>> …``). It takes the sandbox down when done.
+Run as root from a checkout: ``.venv/bin/python bench/converged.py``. For each fleet size it brings up a sandbox
+of its own (own state directory and network number; the image cache is shared), serves the test lab's release
+archives from the gateway, deploys the worker once, then times ``--runs`` rounds of three commands in turn:
+``pyinfra -y INVENTORY exec -- true`` (the floor: connect, one command, disconnect), the converged worker deploy,
+and ``check``. It prints the medians, their ratios to the floor, and the remote commands per host of a converged
+deploy (``-vv`` prints each as ``[host] >>> …``). It takes the sandbox down when done.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pyinfra_iluvatar.tests.support.sandbox import SandboxSession
 
 ROOT = Path(__file__).resolve().parent.parent
 PYINFRA = Path(sys.executable).parent / "pyinfra"
+CLI = Path(sys.executable).parent / "pyinfra-iluvatar"
 INVENTORY = ROOT / "inventories" / "sandbox.py"
 
 
@@ -46,23 +48,28 @@ def measure(hosts: int, net: int, runs: int) -> str:
         try:
             session = SandboxSession(box, box.up(hosts=hosts), env=env)
             with running_lab(session, Path(work)) as lab:
-                deploy = [str(PYINFRA), "-y", str(INVENTORY), *lab.data_arguments(OLD, **SANDBOX_WORKER)]
+                data = lab.data_arguments(OLD, **SANDBOX_WORKER)
+                deploy = [str(PYINFRA), "-y", str(INVENTORY), *data]
+                check = [str(CLI), "check", str(INVENTORY), *data, "--ignore", "cgroups"]
                 timed([*deploy, "deploys/worker.py"], env)  # the first run: the fleet converges
-                worker, floor = [], []
+                worker, floor, checks = [], [], []
                 for _ in range(runs):
-                    worker.append(timed([*deploy, "deploys/worker.py"], env)[0])
                     floor.append(timed([str(PYINFRA), "-y", str(INVENTORY), "exec", "--", "true"], env)[0])
+                    worker.append(timed([*deploy, "deploys/worker.py"], env)[0])
+                    checks.append(timed(check, env)[0])
                 _, log = timed([*deploy, "-vv", "deploys/worker.py"], env)
                 counts = {h: len(re.findall(rf"^\[{h}\] >>> ", log, flags=re.MULTILINE)) for h in lab.hosts}
         finally:
             box.down()
-    ratio = statistics.median(worker) / statistics.median(floor)
+    base = statistics.median(floor)
     return json.dumps(
         {
             "hosts": hosts,
+            "exec_true_s": round(base, 2),
             "worker_converged_s": round(statistics.median(worker), 2),
-            "exec_true_s": round(statistics.median(floor), 2),
-            "ratio": round(ratio, 2),
+            "worker_ratio": round(statistics.median(worker) / base, 2),
+            "check_s": round(statistics.median(checks), 2),
+            "check_ratio": round(statistics.median(checks) / base, 2),
             "remote_commands_per_host": sorted(set(counts.values())),
             "runs": runs,
         }
