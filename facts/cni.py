@@ -56,9 +56,9 @@ class CniPlugins(FactBase[CniPluginsInfo]):
     about itself, and whether ``cnitool`` is there. A missing or empty directory gives no plugins and no
     ``cnitool``. Non-executable files (a release tarball's ``README.md`` and ``LICENSE``) are left out.
 
-    Runs every executable file in the directory except ``cnitool`` once, in one round trip, with an empty
-    ``CNI_COMMAND``, stdin from ``/dev/null`` and a 5 s ``timeout``: a CNI plugin then prints its about
-    line and changes nothing.
+    Runs every executable file in the directory except ``cnitool`` once (or, with ``only``, just the files so
+    named), in one round trip, with an empty ``CNI_COMMAND``, stdin from ``/dev/null`` and a 5 s ``timeout``: a
+    CNI plugin then prints its about line and changes nothing.
 
     .. code:: python
 
@@ -82,10 +82,13 @@ class CniPlugins(FactBase[CniPluginsInfo]):
         return {"cnitool": False, "plugins": {}}
 
     @override
-    def command(self, directory: str = "/opt/cni/bin") -> str:
+    def command(self, directory: str = "/opt/cni/bin", only: list[str] | None = None) -> str:
+        if only is not None and not all(re.fullmatch(r"[A-Za-z0-9._-]+", name) for name in only):
+            raise ValueError(f"plugin names are plain file names: {only!r}")
+        files = '"$d"/*' if only is None else " ".join(f'"$d"/{name}' for name in only)
         return (
             f"d={shlex.quote(directory)};"
-            ' if [ -d "$d" ]; then for f in "$d"/*; do'
+            f' if [ -d "$d" ]; then for f in {files}; do'
             ' [ -f "$f" ] && [ -x "$f" ] || continue;'
             ' n="${f##*/}";'
             f' if [ "$n" = {_CNITOOL} ]; then echo {_CNITOOL}; continue; fi;'

@@ -43,6 +43,7 @@ ZFS_FULL_PERCENT = 90
 """A pool this full fails ``zfs-pool``: ZFS slows down sharply as free space runs out."""
 CNI_PLUGINS = ("bridge", "host-local", "loopback")
 """The plugins the worker's network needs (its ``il_worker_br`` bridge with host-local IPAM) and loopback."""
+CNI_NEEDED = [*CNI_PLUGINS, "cnitool"]
 RELEASES = ("containerd", "cni-plugins", "cnitool")
 
 _FACTS = "pyinfra_iluvatar.facts."
@@ -90,7 +91,7 @@ def probes(values: Mapping[str, Any]) -> tuple[Probe, ...]:
             ("plugins", _FACTS + "containerd.ContainerdPlugins", {}),
             ("plugin_errors", _FACTS + "containerd.ContainerdPluginErrors", {}),
             ("ctr", "pyinfra.facts.server.Command", {"command": _CTR}),
-            ("cni", _FACTS + "cni.CniPlugins", {"directory": values[data.CNI_BIN_DIR.name]}),
+            ("cni", _FACTS + "cni.CniPlugins", {"directory": values[data.CNI_BIN_DIR.name], "only": CNI_NEEDED}),
             *((f"release-{name}", _FACTS + "release.InstalledRelease", {"component": name}) for name in RELEASES),
         ]
     if values[data.ZFS.name]:
