@@ -6,55 +6,37 @@ The deploy that installs Docker puts these together: :func:`apt_repository` (the
 ``limits.unit_limits`` (reload systemd and restart docker ``_if`` they changed), then :func:`ready` and
 :func:`daemon_as_expected`.
 
-Docker's release key is fetched on the controller (:func:`fetch_key`) and checked against its fingerprint there,
-in pure Python (:func:`key_fingerprint`): the hosts need neither ``gpg`` nor a route to ``download.docker.com`` for
-the key, and a key that is not the expected one never reaches a host.
+Docker's repository is ``operations.apt_repos.signed_repository`` with Docker's paths: its release key is fetched on
+the controller and checked against its fingerprint there, in pure Python, so the hosts need neither ``gpg`` nor a
+route to ``download.docker.com`` for the key, and a key that is not the expected one never reaches a host.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
 import copy
-import hashlib
 import json
 import os
 import re
-import threading
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator
 from io import StringIO
-from pathlib import Path
 from typing import Any, Literal
 
-import requests
-from pyinfra import logger
-from pyinfra.api.command import FileUploadCommand, FunctionCommand, QuoteString, StringCommand
+from pyinfra.api.command import QuoteString, StringCommand
 from pyinfra.api.exceptions import OperationError, OperationValueError
-from pyinfra.api.host import Host
 from pyinfra.api.operation import operation
-from pyinfra.api.state import State
 from pyinfra.context import host
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents
 from pyinfra.operations import apt, files
-from pyinfra.operations.util import files as file_utils
 
-from pyinfra_iluvatar.facts.docker import (
-    DISABLED_SUFFIX,
-    SOURCES_LIST,
-    DockerAptSources,
-    DockerDaemon,
-    UserGroups,
-)
-from pyinfra_iluvatar.facts.docker import DOCKER_KEYRING as DOCKER_KEYRING
-from pyinfra_iluvatar.facts.docker import DOCKER_SOURCES as DOCKER_SOURCES
+from pyinfra_iluvatar.facts.apt_repos import KEYRINGS_DIR, SOURCES_DIR
+from pyinfra_iluvatar.facts.docker import DockerDaemon, UserGroups
+from pyinfra_iluvatar.operations import apt_repos
 from pyinfra_iluvatar.operations._failure import fail_host
-from pyinfra_iluvatar.releases.http import describe
+from pyinfra_iluvatar.operations.openpgp import key_fingerprint as key_fingerprint
 from pyinfra_iluvatar.urls import http_url, redact
 
 DAEMON_JSON = "/etc/docker/daemon.json"
-MANAGED_HEADER = "# Managed by pyinfra-iluvatar"
 GUIDE_CONFLICTS = ("docker.io", "docker-doc", "docker-compose", "podman-docker", "containerd", "runc")
 """The packages Docker's install guide says to remove before installing from its repository."""
 DOCKER_REPO_PACKAGES = ("docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin")
@@ -63,286 +45,21 @@ DOCKER_KEY_FINGERPRINT = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"
 """Docker's release key (``Docker Release (CE deb) <docker@docker.com>``), which signs its apt repositories."""
 DOCKER_REPOSITORY = "https://download.docker.com/linux"
 DISTRIBUTIONS = ("debian", "ubuntu")
-KEY_SIZE_LIMIT = 1 << 20
-"""Bytes of a downloaded key read at most (Docker's is 3817 bytes)."""
+DOCKER_KEYRING = f"{KEYRINGS_DIR}/docker.asc"
+DOCKER_SOURCES = f"{SOURCES_DIR}/docker.sources"
+DOCKER_COMPONENT = "stable"
+DOCKER_LABEL = "Docker's apt repository"
+"""What the header of ``docker.sources`` and the messages call it."""
 
 _CODENAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 _ARCH = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
-_FINGERPRINT = re.compile(r"[0-9A-F]{40}")
-
-# --- OpenPGP: the fingerprint of an armored public key, in pure Python (RFC 4880 / RFC 9580) ---------------------
-
-_ARMOR_BEGIN = re.compile(r"-----BEGIN PGP (.+)-----")
-_PUBLIC_KEY_BLOCK = "PUBLIC KEY BLOCK"
-_PUBLIC_KEY_TAG = 6
-_PACKET_NAMES = {
-    1: "public-key encrypted session key",
-    2: "signature",
-    3: "symmetric-key encrypted session key",
-    4: "one-pass signature",
-    5: "secret key",
-    6: "public key",
-    7: "secret subkey",
-    8: "compressed data",
-    9: "symmetrically encrypted data",
-    11: "literal data",
-    13: "user ID",
-    14: "public subkey",
-    17: "user attribute",
-    18: "encrypted and integrity protected data",
-}
-
-
-def crc24(data: bytes) -> int:
-    """The CRC-24 of RFC 4880 section 6.1, which an armor's ``=XXXX`` line carries."""
-    crc = 0xB704CE
-    for byte in data:
-        crc ^= byte << 16
-        for _ in range(8):
-            crc <<= 1
-            if crc & 0x1000000:
-                crc ^= 0x1864CFB
-    return crc & 0xFFFFFF
-
-
-def dearmor(armored: str) -> bytes:
-    """
-    The binary packets of an ASCII-armored ``PUBLIC KEY BLOCK`` (text before its ``BEGIN`` line is ignored, as gpg
-    does). The CRC-24 checksum line is checked when present (RFC 9580 lets a writer omit it). ``ValueError`` saying
-    why for anything else.
-    """
-    lines = [line.strip() for line in armored.splitlines()]
-    found = next(
-        ((index, match[1]) for index, line in enumerate(lines) if (match := _ARMOR_BEGIN.fullmatch(line))), None
-    )
-    if found is None:
-        raise ValueError("not an ASCII-armored OpenPGP block (no -----BEGIN PGP … ----- line)")
-    begin, label = found
-    if label != _PUBLIC_KEY_BLOCK:
-        raise ValueError(f"an armored {label}, not a {_PUBLIC_KEY_BLOCK}")
-    try:
-        end = lines.index(f"-----END PGP {label}-----", begin + 1)
-    except ValueError:
-        raise ValueError(f"the armor has no -----END PGP {label}----- line (truncated?)") from None
-    body = lines[begin + 1 : end]
-    headers = 0
-    while headers < len(body) and ": " in body[headers]:  # Version:, Comment: … (a base64 line has no ':')
-        headers += 1
-    data_lines = [line for line in body[headers:] if line]
-    checksum = data_lines.pop()[1:] if data_lines and data_lines[-1].startswith("=") else None
-    try:
-        data = base64.b64decode("".join(data_lines), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("the armor's body is not valid base64") from None
-    if not data:
-        raise ValueError("the armor holds no data")
-    if checksum is not None:
-        try:
-            expected = base64.b64decode(checksum, validate=True)
-        except (binascii.Error, ValueError):
-            expected = b""
-        if len(expected) != 3:
-            raise ValueError(f"the armor's checksum line ={checksum} is malformed")
-        if crc24(data) != int.from_bytes(expected, "big"):
-            raise ValueError(
-                f"bad armor checksum: the data's CRC-24 is {crc24(data):06X}, the armor says "
-                f"{int.from_bytes(expected, 'big'):06X} (the block is corrupted)"
-            )
-    return data
-
-
-def _packet(data: bytes, offset: int) -> tuple[int, int, int]:
-    """The tag, body offset and body length of the packet at ``offset`` (old or new header format)."""
-    ctb = data[offset]
-    if not ctb & 0x80:
-        raise ValueError(f"byte {offset} is not an OpenPGP packet header (0x{ctb:02X})")
-    if ctb & 0x40:  # new format: tag in the low 6 bits, then a 1-, 2- or 5-octet length
-        tag = ctb & 0x3F
-        first = data[offset + 1] if offset + 1 < len(data) else None
-        if first is None:
-            raise ValueError(f"the packet header at byte {offset} is truncated")
-        if first < 192:
-            return tag, offset + 2, first
-        if first < 224:
-            if offset + 2 >= len(data):
-                raise ValueError(f"the packet header at byte {offset} is truncated")
-            return tag, offset + 3, ((first - 192) << 8) + data[offset + 2] + 192
-        if first == 255:
-            if offset + 6 > len(data):
-                raise ValueError(f"the packet header at byte {offset} is truncated")
-            return tag, offset + 6, int.from_bytes(data[offset + 2 : offset + 6], "big")
-        raise ValueError(f"the packet at byte {offset} has a partial body length, which no key packet may have")
-    tag, length_type = (ctb >> 2) & 0x0F, ctb & 0x03  # old format: tag in bits 5-2, length type in bits 1-0
-    if length_type == 3:
-        raise ValueError(f"the packet at byte {offset} has an indeterminate length, which no key packet may have")
-    size = (1, 2, 4)[length_type]
-    if offset + 1 + size > len(data):
-        raise ValueError(f"the packet header at byte {offset} is truncated")
-    return tag, offset + 1 + size, int.from_bytes(data[offset + 1 : offset + 1 + size], "big")
-
-
-def _packets(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """Each packet's tag and body."""
-    offset = 0
-    while offset < len(data):
-        tag, start, length = _packet(data, offset)
-        if start + length > len(data):
-            raise ValueError(f"the {_PACKET_NAMES.get(tag, f'tag {tag}')} packet at byte {offset} is truncated")
-        yield tag, data[start : start + length]
-        offset = start + length
-
-
-def _v4_fingerprint(body: bytes) -> str:
-    """The fingerprint of a public-key packet's body: SHA-1 over 0x99, the 2-octet body length and the body."""
-    version = body[0] if body else None
-    if version in (2, 3):
-        raise ValueError(
-            f"a version {version} key (PGP 2.x, obsolete: its fingerprint is MD5 over the key material); only "
-            "version 4 keys are supported"
-        )
-    if version in (5, 6):
-        raise ValueError(
-            f"a version {version} key (its fingerprint is SHA-256 based, RFC 9580); only version 4 keys are supported"
-        )
-    if version != 4:
-        raise ValueError(f"a public key packet of unknown version {version}; only version 4 keys are supported")
-    if len(body) < 6:
-        raise ValueError("the version 4 public key packet is too short to hold a key")
-    if len(body) > 0xFFFF:
-        raise ValueError("the version 4 public key packet is longer than a fingerprint can cover (64 KiB)")
-    return hashlib.sha1(b"\x99" + len(body).to_bytes(2, "big") + body).hexdigest().upper()
-
-
-def _first_public_key(data: bytes) -> bytes:
-    tag, start, length = _packet(data, 0)
-    if tag != _PUBLIC_KEY_TAG:
-        raise ValueError(f"not a public key: the block starts with a {_PACKET_NAMES.get(tag, f'tag {tag}')} packet")
-    if start + length > len(data):
-        raise ValueError("the public key packet is truncated")
-    return data[start : start + length]
-
-
-def key_fingerprint(armored: str) -> str:
-    """
-    The OpenPGP V4 fingerprint (40 uppercase hex digits) of the primary public key an ASCII-armored public key
-    block starts with, computed in pure Python: dearmor (checking the CRC-24), read the first packet's header (old
-    or new format), require a version 4 public-key packet, SHA-1 over 0x99, its 2-octet length and its body.
-    ``ValueError`` saying why for anything else: not armored, a bad checksum, another kind of block or packet, a
-    version 3, 5 or 6 key.
-    """
-    return _v4_fingerprint(_first_public_key(dearmor(armored)))
-
-
-def key_fingerprints(armored: str) -> list[str]:
-    """
-    The fingerprints of every primary public key in an armored block, in order (a keyring export may hold
-    several); ``ValueError`` as :func:`key_fingerprint`, or when any packet is malformed.
-    """
-    data = dearmor(armored)
-    _first_public_key(data)
-    return [_v4_fingerprint(body) for tag, body in _packets(data) if tag == _PUBLIC_KEY_TAG]
-
-
-def _holds_only(armored: str, fingerprint: str) -> bool:
-    """Whether ``armored`` holds the key ``fingerprint`` and no other primary key (apt would trust them all)."""
-    try:
-        return key_fingerprints(armored) == [fingerprint]
-    except ValueError:
-        return False
-
-
-# --- the controller's key download ---------------------------------------------------------------------------------
-
-_key_locks: dict[str, threading.Lock] = {}
-_key_locks_guard = threading.Lock()
-_fetched: dict[tuple[str, str, str], str | None] = {}
-"""This controller run's downloads: (url, fingerprint, path) -> None when verified and written, else the problem."""
-
-
-def _key_lock(url: str) -> threading.Lock:
-    with _key_locks_guard:
-        return _key_locks.setdefault(url, threading.Lock())
-
-
-def _download_key(url: str, fingerprint: str, target: Path) -> str | None:
-    """Download the key at ``url``, check it is ``fingerprint`` alone, write it to ``target`` atomically."""
-    try:
-        with requests.get(url, stream=True, timeout=60) as response:
-            if response.status_code != 200:
-                return f"download failed: HTTP {response.status_code} {response.reason}".rstrip()
-            content = b""
-            for chunk in response.iter_content(chunk_size=1 << 16):
-                content += chunk
-                if len(content) > KEY_SIZE_LIMIT:
-                    return f"the answer is larger than {KEY_SIZE_LIMIT} bytes: not a key"
-    except requests.RequestException as error:
-        return f"download failed: {describe(error)}"
-    try:
-        found = key_fingerprints(content.decode("ascii"))
-    except UnicodeDecodeError:
-        return f"the answer is not an ASCII-armored key (it holds non-ASCII bytes); expected {fingerprint}"
-    except ValueError as error:
-        return f"the answer is not a usable OpenPGP key ({error}); expected {fingerprint}"
-    if found != [fingerprint]:
-        got = found[0] if len(found) == 1 else f"{len(found)} keys: {', '.join(found)}"
-        return f"fingerprint mismatch: expected {fingerprint}, got {got}"
-    partial = target.with_name(f".{target.name}.partial-{os.getpid()}-{threading.get_ident()}")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_bytes(content)
-        partial.replace(target)
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
-        return f"cannot write {target}: {error.strerror}"
-    return None
-
-
-def fetch_key(state: State, host: Host, url: str, fingerprint: str, path: str) -> bool:
-    """
-    Controller side of :func:`apt_repository` (a ``FunctionCommand``): make ``path`` on the controller hold the key
-    at ``url``, checked to be the key ``fingerprint`` and no other. The key is downloaded at most once per
-    controller run however many hosts ask (one lock per URL; a failure is remembered too), and written atomically:
-    ``path`` never holds a partial or unchecked key. On failure it logs, in red, the URL (credentials masked), both
-    fingerprints or the network's reason, and returns ``False``, which fails this host.
-    """
-    target = Path(path)
-    done = (url, fingerprint, str(target))
-    with _key_lock(url):
-        if done not in _fetched or (_fetched[done] is None and not _file_holds_only(target, fingerprint)):
-            _fetched[done] = _download_key(url, fingerprint, target)
-        problem = _fetched[done]
-    if problem is None:
-        return True
-    host.log_styled(
-        f"Docker's apt key from {redact(url)} was not accepted: {problem}; nothing was written",
-        fg="red",
-        log_func=logger.error,
-    )
-    return False
-
-
-def _file_holds_only(path: Path, fingerprint: str) -> bool:
-    try:
-        return _holds_only(path.read_text(encoding="ascii"), fingerprint)
-    except (OSError, UnicodeDecodeError):
-        return False
-
 
 # --- operations ----------------------------------------------------------------------------------------------------
 
 
 def render_sources(uri: str, codename: str, arch: str) -> str:
     """Docker's deb822 source, as its install guide writes it (plus ``Architectures``)."""
-    return (
-        f"{MANAGED_HEADER}: Docker's apt repository; edits here are overwritten on the next deploy.\n"
-        f"Types: deb\nURIs: {uri}\nSuites: {codename}\nComponents: stable\nArchitectures: {arch}\n"
-        f"Signed-By: {DOCKER_KEYRING}\n"
-    )
-
-
-def _root_644(entry: Mapping[str, object] | None) -> bool:
-    return entry is not None and entry["mode"] == "644" and entry["user"] == "root" and entry["group"] == "root"
+    return apt_repos.render_sources(uri, [codename], [DOCKER_COMPONENT], arch, DOCKER_KEYRING, DOCKER_LABEL)
 
 
 @operation()
@@ -352,17 +69,19 @@ def apt_repository(
     codename: str,
     arch: str,
     fingerprint: str = DOCKER_KEY_FINGERPRINT,
-    cache_dir: str = "~/.cache/pyinfra-iluvatar/keys",
+    cache_dir: str = apt_repos.DEFAULT_CACHE_DIR,
 ) -> Generator[Any, None, None]:
     """
     Set up Docker's apt repository the way Docker's install guide does: its key in ``/etc/apt/keyrings/docker.asc``
     (mode 644) and a deb822 source ``/etc/apt/sources.list.d/docker.sources`` signed by it. Refresh the package
     lists afterwards (``_if`` this changed).
 
-    The key is fetched on the controller from ``<repository>/<distribution>/gpg`` (once per run for the whole
-    fleet, see :func:`fetch_key`) and must be the key ``fingerprint`` and no other, or the host fails before
-    anything on it changes. A keyring already holding exactly that key is kept (only its mode and owner are
-    fixed): a converged run downloads nothing and costs one round trip (``facts.docker.DockerAptSources``).
+    It is ``apt_repos.signed_repository`` with Docker's paths, URI ``<repository>/<distribution>``, suite
+    ``codename`` and component ``stable``. The key is fetched on the controller from
+    ``<repository>/<distribution>/gpg`` (once per run for the whole fleet, see ``apt_repos.fetch_key``) and must be
+    the key ``fingerprint`` and no other, or the host fails before anything on it changes. A keyring already holding
+    exactly that key is kept (only its mode and owner are fixed): a converged run downloads nothing and costs one
+    round trip (``facts.apt_repos.AptRepository``).
 
     Another source file under ``/etc/apt/sources.list.d/`` with an entry for the same URI (a ``docker.list`` from
     an older guide) makes apt fail with "Conflicting values set for option Signed-By" when its ``signed-by``
@@ -402,56 +121,19 @@ def apt_repository(
         raise OperationValueError(f"codename must be a release name such as bookworm or noble, got {codename!r}")
     if not isinstance(arch, str) or not _ARCH.fullmatch(arch):
         raise OperationValueError(f"arch must be a Debian architecture such as amd64 or arm64, got {arch!r}")
-    wanted = "".join(str(fingerprint).split()).upper()
-    if not _FINGERPRINT.fullmatch(wanted):
-        raise OperationValueError(f"fingerprint must be a V4 key fingerprint (40 hex digits), got {fingerprint!r}")
-
     uri = f"{base}/{distribution}"
-    found = host.get_fact(DockerAptSources, uri=uri)
-    for entry in found["sources_list"]:
-        raise OperationError(
-            f"{host.name}: {SOURCES_LIST} line {entry['line']} is an entry for {uri} ({entry['text'].strip()!r}); "
-            f'beside {DOCKER_SOURCES} apt fails with "Conflicting values set for option Signed-By" (or, when the '
-            'signed-by options agree, warns that each target is "configured multiple times"). Remove or comment '
-            "out that line: this operation leaves that file to you"
-        )
-    conflicts = [
-        source["path"] for source in found["files"] if source["path"] != DOCKER_SOURCES and source["names_uri"]
-    ]
-    for path in conflicts:
-        if f"{path}{DISABLED_SUFFIX}" in found["disabled"]:
-            raise OperationError(
-                f"{host.name}: {path} is an entry for {uri} and must be disabled, but {path}{DISABLED_SUFFIX} "
-                "(disabled before) is in the way: remove or merge one of them"
-            )
-    keyring = found["keyring"]
-    key_ok = keyring is not None and _holds_only(keyring["content"], wanted)
-    content = render_sources(uri, codename, arch)
-    own = next((source for source in found["files"] if source["path"] == DOCKER_SOURCES), None)
-    own_ok = own is not None and own["lines"] == content.splitlines()
-    if key_ok and own_ok and not conflicts and _root_644(keyring) and _root_644(own):
-        host.noop(f"Docker's apt repository {uri} {codename} ({arch}) is set up, signed by key {wanted}")
-        return
-
-    if not key_ok:
-        cached = str(Path(os.path.expanduser(cache_dir)) / f"docker-{wanted}.asc")
-        yield FunctionCommand(fetch_key, (f"{uri}/gpg", wanted, cached), {})
-        staged = f"{os.path.dirname(DOCKER_KEYRING)}/.{os.path.basename(DOCKER_KEYRING)}.pyinfra-iluvatar-new"
-        yield StringCommand("mkdir", "-p", "-m", "755", os.path.dirname(DOCKER_KEYRING))
-        yield FileUploadCommand(cached, staged)
-        yield StringCommand(
-            "chown", "root:root", staged, "&&", "chmod", "644", staged, "&&", "mv", "-f", staged, DOCKER_KEYRING
-        )
-    elif not _root_644(keyring):
-        yield file_utils.chown(DOCKER_KEYRING, "root", "root")
-        yield file_utils.chmod(DOCKER_KEYRING, "644")
-    for path in conflicts:
-        yield StringCommand("mv", QuoteString(path), QuoteString(f"{path}{DISABLED_SUFFIX}"))
-    if not own_ok:
-        yield from files.put._inner(src=StringIO(content), dest=DOCKER_SOURCES, user="root", group="root", mode="644")
-    elif not _root_644(own):
-        yield file_utils.chown(DOCKER_SOURCES, "root", "root")
-        yield file_utils.chmod(DOCKER_SOURCES, "644")
+    yield from apt_repos.signed_repository._inner(
+        uri=uri,
+        suites=[codename],
+        components=[DOCKER_COMPONENT],
+        arch=arch,
+        keyring=DOCKER_KEYRING,
+        sources=DOCKER_SOURCES,
+        key_url=f"{uri}/gpg",
+        fingerprint=apt_repos.normal_fingerprint(fingerprint),
+        cache_dir=cache_dir,
+        label=DOCKER_LABEL,
+    )
 
 
 @operation()

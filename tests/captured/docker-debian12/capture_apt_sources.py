@@ -1,4 +1,5 @@
-"""Capture ``facts.docker.DockerAptSources`` for real, on apt trees that never touch this machine's own ``/etc/apt``.
+"""Capture ``facts.apt_repos.AptRepository`` for Docker's repository for real, on apt trees that never touch this
+machine's own ``/etc/apt``.
 
 Run as root from the repository root: ``.venv/bin/python tests/captured/docker-debian12/capture_apt_sources.py``.
 Each scenario copies this machine's ``/etc/apt`` into a temporary directory, changes the copy, and runs the fact's
@@ -17,8 +18,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from pyinfra_iluvatar.facts.docker import DockerAptSources
-from pyinfra_iluvatar.operations.docker import render_sources
+from pyinfra_iluvatar.facts.apt_repos import AptRepository
+from pyinfra_iluvatar.operations.docker import DOCKER_KEYRING, DOCKER_SOURCES, render_sources
 
 HERE = Path(__file__).resolve().parent
 
@@ -144,7 +145,7 @@ def in_namespace(root: Path, command: str) -> subprocess.CompletedProcess[str]:
 def main() -> None:
     if os.geteuid() != 0:
         sys.exit("run as root (unshare -m, mount)")
-    command = DockerAptSources().command(URI)
+    command = AptRepository().command(URI, "amd64", DOCKER_KEYRING, DOCKER_SOURCES)
     for number, (name, prepare, with_apt) in enumerate(SCENARIOS, start=1):
         with tempfile.TemporaryDirectory() as temporary:
             root = Path(temporary) / "apt"
