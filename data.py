@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 from pyinfra.api.host import Host
 
 from pyinfra_iluvatar import urls
-from pyinfra_iluvatar.operations import docker
+from pyinfra_iluvatar.operations import docker, nvidia
 from pyinfra_iluvatar.operations.containerd import SNAPSHOTTERS
 from pyinfra_iluvatar.operations.release import DOWNLOAD_MODES, DownloadMode
 from pyinfra_iluvatar.operations.worker_config import WORKER_CONFIG, override_errors
@@ -461,6 +461,97 @@ DOCKER_USERS: DataKey[tuple[str, ...]] = DataKey(
     "Users added to the `docker` group (it lets them run containers as root: add only who should).",
 )
 
+GPU_MODES = ("auto", "true", "false")
+"""``auto``: GPU work where the host has an NVIDIA GPU; ``true``: the host must have one, driver loaded; ``false``."""
+
+
+def _gpu_mode(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.lower() in ("auto", "true", "yes", "1", "false", "no", "0"):
+        lowered = value.lower()
+        return "auto" if lowered == "auto" else "true" if lowered in ("true", "yes", "1") else "false"
+    raise ValueError("not auto, true or false")
+
+
+GPU: DataKey[str] = DataKey(
+    "iluvatar_gpu",
+    "auto",
+    _gpu_mode,
+    '"auto", true or false',
+    "NVIDIA GPU support (toolkit, runtimes, nvidia-persistenced): `auto` where the host has an NVIDIA GPU; `true` "
+    "requires one with its driver loaded.",
+)
+
+
+def _optional_package(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or len(value) > 100 or not _PACKAGE.fullmatch(value):
+        raise ValueError("not a Debian package name")
+    return value
+
+
+NVIDIA_DRIVER_PACKAGE: DataKey[str | None] = DataKey(
+    "iluvatar_nvidia_driver_package",
+    None,
+    _optional_package,
+    "a Debian package name (`nvidia-driver-470-server`, `nvidia-driver`), or empty",
+    "Install this NVIDIA driver package on GPU hosts; empty: the driver is a prerequisite (its absence an error).",
+)
+NVIDIA_REPOSITORY: DataKey[str] = DataKey(
+    "iluvatar_nvidia_repository",
+    nvidia.NVIDIA_REPOSITORY,
+    _url,
+    "an http(s) base URL without credentials (its `stable/deb/<arch>/` holds the repository and `gpgkey` the key)",
+    "NVIDIA's container toolkit apt repository, or your mirror of it.",
+)
+NVIDIA_KEY_FINGERPRINT: DataKey[str] = DataKey(
+    "iluvatar_nvidia_key_fingerprint",
+    nvidia.NVIDIA_KEY_FINGERPRINT,
+    _fingerprint,
+    "an OpenPGP key fingerprint: 40 hex digits (spaces allowed)",
+    "The fingerprint the toolkit repository's signing key must have (NVIDIA's by default).",
+)
+
+
+def _version(value: Any) -> str:
+    version = _optional_version(value)
+    if version is None:
+        raise ValueError("empty")
+    return version
+
+
+NVIDIA_TOOLKIT_VERSION: DataKey[str] = DataKey(
+    "iluvatar_nvidia_toolkit_version",
+    nvidia.TOOLKIT_VERSION,
+    _version,
+    "a package version as `apt-cache madison nvidia-container-toolkit` lists it (`1.17.8-1`)",
+    "The one version the four NVIDIA container toolkit packages are installed at and pinned to.",
+)
+GPU_MPS: DataKey[bool] = DataKey(
+    "iluvatar_gpu_mps",
+    False,
+    _boolean,
+    "true or false (true needs Docker isolation)",
+    "The host runs the worker's GPUs in MPS mode: pre-pull the image its MPS daemon container runs.",
+)
+
+
+def _image(value: Any) -> str:
+    if not nvidia.valid_image_reference(value):
+        raise ValueError("not a Docker image reference ([registry[:port]/]name[:tag][@sha256:digest])")
+    return str(value)
+
+
+GPU_MPS_IMAGE: DataKey[str] = DataKey(
+    "iluvatar_gpu_mps_image",
+    nvidia.MPS_IMAGE,
+    _image,
+    "a Docker image reference (`[registry[:port]/]name[:tag][@sha256:digest]`, lower-case name)",
+    "The image the worker's MPS daemon runs, pulled on MPS hosts (the worker never pulls it).",
+)
+
 ZFS: DataKey[bool] = DataKey(
     "iluvatar_zfs",
     True,
@@ -724,6 +815,13 @@ ALL_KEYS: tuple[DataKey[Any], ...] = (
     DOCKER_VERSION,
     DOCKER_DAEMON,
     DOCKER_USERS,
+    GPU,
+    NVIDIA_DRIVER_PACKAGE,
+    NVIDIA_REPOSITORY,
+    NVIDIA_KEY_FINGERPRINT,
+    NVIDIA_TOOLKIT_VERSION,
+    GPU_MPS,
+    GPU_MPS_IMAGE,
     ZFS,
     ZFS_IMPLEMENTATION,
     ZFS_POOL,

@@ -7,9 +7,9 @@ other hosts may already have changed. So every deploy of this package starts wit
 a run checks every active host of the inventory: every ``iluvatar_*`` data key (whichever deploy runs), and for
 the parts the deploy asks for, the lock file each host names and what each host is (one round trip per host, all
 hosts at once: its machine against the lock and the prebuilt maps; its interface, address, CPUs and memory for
-``worker.json``). Any failure stops the run with one message that lists every bad host and key, before anything
-changed anywhere. An ``iluvatar_*`` key this package does not know (a typo) is a warning naming the closest
-known key.
+``worker.json``; its NVIDIA GPUs and driver, unless ``iluvatar_gpu`` is false). Any failure stops the run with one
+message that lists every bad host and key, before anything changed anywhere. An ``iluvatar_*`` key this package does
+not know (a typo) is a warning naming the closest known key.
 
 Deploys then read their settings from the :class:`HostPlan` it returns, never from raw host data.
 """
@@ -33,16 +33,21 @@ from pyinfra.api.state import State
 from pyinfra.context import ctx_host, host, state
 
 from pyinfra_iluvatar import data
-from pyinfra_iluvatar.facts.resources import HostResources, HostResourcesInfo
+from pyinfra_iluvatar.facts.combined import Combined, Probe, Unreadable
+from pyinfra_iluvatar.facts.nvidia import NvidiaDevicesInfo, NvidiaGpu, NvidiaGpusInfo
+from pyinfra_iluvatar.facts.resources import HostResourcesInfo
+from pyinfra_iluvatar.operations.nvidia import GPU_STATE_PROBES, gpu_state
 from pyinfra_iluvatar.operations.worker_config import WorkerSettings, render
 from pyinfra_iluvatar.releases import lockfile
 from pyinfra_iluvatar.releases.components import MACHINE_ARCH
 
 T = TypeVar("T")
 
-Part = Literal["containerd", "cni", "worker"]
+Part = Literal["containerd", "cni", "gpu", "worker"]
 """What a deploy asks pre-flight to check beyond the data keys: the release artifacts of containerd, of the CNI
-plugins and cnitool, or (``worker``) those the host's isolation needs plus the host's ``worker.json``."""
+plugins and cnitool, the host's NVIDIA GPUs (``gpu``), or (``worker``) the artifacts the host's isolation needs, its
+GPUs and its ``worker.json``."""
+RESOURCES_PROBE: Probe = ("resources", "pyinfra_iluvatar.facts.resources.HostResources", {})
 
 CONTROLLER_GROUP = "controller"
 CONTROLLER_PORT = 8078
@@ -69,6 +74,31 @@ class PreflightError(PyinfraError):
 
 
 @dataclass(frozen=True)
+class GpuPlan:
+    """The GPU work on a host with an NVIDIA GPU (:attr:`HostPlan.gpu`)."""
+
+    gpus: tuple[NvidiaGpu, ...]
+    """The GPUs ``nvidia-smi`` lists (none yet where the deploy installs the driver)."""
+    on_pci: int
+    """NVIDIA GPUs on the PCI bus (0 on a Jetson, whose GPU is not a PCI device)."""
+    driver_package: str | None = None
+    """The driver package the deploy installs (``iluvatar_nvidia_driver_package``), ``None`` when not set."""
+
+    @property
+    def count(self) -> int:
+        """How many GPUs the worker gets."""
+        return len(self.gpus) or self.on_pci
+
+    @property
+    def memory_mb(self) -> int | None:
+        """The smallest GPU's memory in MiB, ``None`` when ``nvidia-smi`` did not report every GPU's."""
+        sizes = [gpu["memory_total_mib"] for gpu in self.gpus]
+        if not sizes or any(size is None for size in sizes):
+            return None
+        return min(size for size in sizes if size is not None)
+
+
+@dataclass(frozen=True)
 class HostPlan:
     """One host's validated settings, and what pre-flight resolved for the parts that asked."""
 
@@ -77,6 +107,8 @@ class HostPlan:
     lock: lockfile.Lock | None = None
     resources: HostResourcesInfo | None = None
     worker_config: dict[str, Any] | None = None
+    gpu: GpuPlan | None = None
+    """The GPU work on this host when a part asked for it; ``None``: none (no GPU, ``iluvatar_gpu`` false)."""
 
     def get(self, key: data.DataKey[T]) -> T:
         """The validated value of ``key`` on this host."""
@@ -107,6 +139,8 @@ class _Run:
     parts: set[Part] = field(default_factory=set)
     locks: dict[str, lockfile.Lock | lockfile.LockError] = field(default_factory=dict)
     resources: dict[str, HostResourcesInfo | None] = field(default_factory=dict)
+    gpu_facts: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    """Per host: the values of ``NvidiaGpus`` and ``NvidiaDevices`` (read with its resources unless GPU is off)."""
 
 
 _runs: weakref.WeakKeyDictionary[State, _Run] = weakref.WeakKeyDictionary()
@@ -145,18 +179,28 @@ def _check(current: State, run: _Run, parts: set[Part]) -> None:
             else:
                 locks[target] = lock
                 errors += [(target, error) for error in _component_errors(lock, components[target])]
-    described = [target for target in values if components[target] or "worker" in parts]
-    errors += _read_resources(run, described)
+    gpu_part = bool({"gpu", "worker"} & parts)
+    described = [target for target in values if components[target] or gpu_part]
+    gpu_wanted = {target.name for target in described if gpu_part and values[target][data.GPU.name] != "false"}
+    errors += _read_hosts(run, described, gpu_wanted)
     worker_configs: dict[Host, dict[str, Any]] = {}
+    gpus: dict[Host, GpuPlan] = {}
     for target in described:
         resources = run.resources.get(target.name)
         if resources is None:
             continue
         if target in locks:
             errors += [(target, error) for error in _artifact_errors(target, resources, locks[target], components)]
+        if target.name in gpu_wanted:
+            found, problem = gpu_plan(target, values[target], *run.gpu_facts[target.name])
+            if problem:
+                errors.append((target, problem))
+            elif found:
+                gpus[target] = found
         if "worker" in parts:
             try:
-                worker_configs[target] = render(worker_settings(target, values[target]), resources)
+                settings = worker_settings(target, values[target], gpus.get(target))
+                worker_configs[target] = render(settings, resources)
             except ValueError as problem:
                 errors.append((target, f"worker.json: {problem}"))
     if errors:
@@ -167,7 +211,12 @@ def _check(current: State, run: _Run, parts: set[Part]) -> None:
         )
     for target, checked in values.items():
         run.plans[target.name] = HostPlan(
-            target.name, checked, locks.get(target), run.resources.get(target.name), worker_configs.get(target)
+            target.name,
+            checked,
+            locks.get(target),
+            run.resources.get(target.name),
+            worker_configs.get(target),
+            gpus.get(target),
         )
     run.parts |= parts
 
@@ -204,6 +253,10 @@ def _cross_checks(target: Host, values: Mapping[str, Any]) -> list[str]:
     if snapshotter == "zfs" and values[data.ZFS_IMPLEMENTATION.name] == "zfs-fuse":
         fuse = "cannot work on zfs-fuse (containerd's zfs snapshotter refuses fuse.zfs mounts)"
         errors.append(data.error(target, data.SNAPSHOTTER, fuse))
+    if values[data.GPU_MPS.name] and values[data.GPU.name] == "false":
+        errors.append(data.error(target, data.GPU_MPS, "needs GPU support, but iluvatar_gpu is false"))
+    if values[data.GPU_MPS.name] and "docker" not in values[data.ISOLATION.name]:
+        errors.append(data.error(target, data.GPU_MPS, "needs Docker (the MPS daemon is a Docker container)"))
     if values[data.DOWNLOAD.name] == "controller":
         cache = values[data.DOWNLOAD_CACHE.name]
         if unusable := _not_a_directory(Path(os.path.expanduser(cache))):
@@ -262,23 +315,67 @@ def _component_errors(lock: lockfile.Lock, components: list[str]) -> list[str]:
     return errors
 
 
-def _read_resources(run: _Run, targets: list[Host]) -> list[tuple[Host, str]]:
-    """Read :class:`HostResources` of every host not read yet, all at once; an error per host it cannot read."""
+def _read_hosts(run: _Run, targets: list[Host], gpu_wanted: set[str]) -> list[tuple[Host, str]]:
+    """
+    Read what each host is (``HostResources``) and, for those in ``gpu_wanted``, its GPUs (``NvidiaGpus``,
+    ``NvidiaDevices``): one round trip per host, all hosts at once, each host read once per run (its GPUs too);
+    an error per host it cannot read.
+    """
 
-    def read(target: Host) -> HostResourcesInfo | None:
+    def read(target: Host, gpu: bool) -> dict[str, Any]:
+        probes = (RESOURCES_PROBE, *GPU_STATE_PROBES) if gpu else (RESOURCES_PROBE,)
         with ctx_host.use(target):
-            return cast(HostResourcesInfo | None, target.get_fact(HostResources))
+            return target.get_fact(Combined, probes=probes)
 
-    unread = [target for target in targets if target.name not in run.resources]
-    greenlets = {target: gevent.spawn(read, target) for target in unread}
+    unread = [
+        target
+        for target in targets
+        if target.name not in run.resources or (target.name in gpu_wanted and target.name not in run.gpu_facts)
+    ]
+    greenlets = {target: gevent.spawn(read, target, target.name in gpu_wanted) for target in unread}
     gevent.joinall(list(greenlets.values()))
     errors = []
     for target, greenlet in greenlets.items():
-        resources = greenlet.value if greenlet.successful() else None
-        run.resources[target.name] = resources
-        if resources is None:
+        found = greenlet.value if greenlet.successful() else {}
+        resources = found.get("resources")
+        run.resources[target.name] = None if isinstance(resources, Unreadable) else resources
+        if run.resources[target.name] is None:
             errors.append((target, "could not read what the host is (uname -m, nproc, /proc/meminfo, ip)"))
+        if target.name in gpu_wanted:
+            run.gpu_facts[target.name] = (found.get("gpus"), found.get("devices"))
     return errors
+
+
+def gpu_plan(
+    target: Host, values: Mapping[str, Any], gpus: NvidiaGpusInfo | str | None, devices: NvidiaDevicesInfo | str | None
+) -> tuple[GpuPlan | None, str | None]:
+    """
+    The GPU work on ``target`` from ``iluvatar_gpu`` and what ``nvidia-smi`` and the PCI bus show (the values of
+    ``NvidiaGpus`` and ``NvidiaDevices``; a ``str`` where one could not be read): ``(plan, None)``, ``(None, None)``
+    for no GPU work, or ``(None, problem)`` when the host cannot be what its data asks for.
+    """
+    mode = values[data.GPU.name]
+    if mode == "false":
+        return None, None
+    if not isinstance(gpus, dict) or not isinstance(devices, dict):
+        read = (("nvidia-smi", gpus), ("the PCI bus", devices))
+        unread = [what for what, value in read if not isinstance(value, dict)]
+        return None, data.error(target, data.GPU, f"needs the host's GPUs, but could not read {' or '.join(unread)}")
+    state = gpu_state(gpus, devices)
+    if state.state == "ready":
+        return GpuPlan(tuple(gpus["gpus"]), len(devices["gpus"])), None
+    if state.state == "no_gpu":
+        return None, None if mode == "auto" else data.error(target, data.GPU, f"needs an NVIDIA GPU: {state.message}")
+    package = values[data.NVIDIA_DRIVER_PACKAGE.name]
+    if package and state.state in ("no_driver", "nvml_missing"):
+        return GpuPlan((), len(devices["gpus"]), package), None
+    hint = (
+        "the driver is a prerequisite: install it, or name its package in iluvatar_nvidia_driver_package"
+        if state.state in ("no_driver", "nvml_missing")
+        else "fix the driver"
+    )
+    off = "; or set iluvatar_gpu: false to leave the GPU alone" if mode == "auto" else ""
+    return None, data.error(target, data.GPU, f"finds no working NVIDIA driver: {state.message}; {hint}{off}")
 
 
 def _artifact_errors(
@@ -304,8 +401,11 @@ def _artifact_errors(
     return errors
 
 
-def worker_settings(target: Host, values: Mapping[str, Any]) -> WorkerSettings:
-    """The worker.json settings of ``target``, from its data (the load balancer defaults to the controller's)."""
+def worker_settings(target: Host, values: Mapping[str, Any], gpu: GpuPlan | None = None) -> WorkerSettings:
+    """
+    The worker.json settings of ``target``, from its data (the load balancer defaults to the controller's) and its
+    GPUs (``gpu``: :func:`gpu_plan`; ``None``: no GPU work).
+    """
     return WorkerSettings(
         name=values[data.WORKER_NAME.name] or target.name,
         port=values[data.WORKER_PORT.name],
@@ -317,6 +417,8 @@ def worker_settings(target: Host, values: Mapping[str, Any]) -> WorkerSettings:
         address=values[data.WORKER_ADDRESS.name],
         hardware_interface=values[data.HARDWARE_INTERFACE.name],
         overrides=values[data.WORKER_CONFIG_OVERRIDES.name],
+        gpu_count=gpu.count if gpu else 0,
+        gpu_memory_mb=gpu.memory_mb if gpu else None,
     )
 
 

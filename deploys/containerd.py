@@ -13,11 +13,12 @@ from collections.abc import Callable
 
 from packaging.version import Version
 from pyinfra.api.deploy import deploy
+from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
 from pyinfra_iluvatar import data, preflight
-from pyinfra_iluvatar.operations import containerd, limits, release
+from pyinfra_iluvatar.operations import containerd, limits, nvidia, release
 
 SERVICE = "containerd.service"
 
@@ -27,10 +28,10 @@ def containerd_runtime(settings: preflight.HostPlan | None = None) -> Callable[[
     """
     Install and run the locked containerd — or, where Docker is an isolation too, configure the containerd its
     packages brought (one containerd per host); reads the ``iluvatar_*`` data keys (README table), or ``settings``
-    when a deploy that checked them (the worker's) passes its own. Returns, for ``_if=``, whether this run started
-    or restarted containerd.
+    when a deploy that checked them (the worker's) passes its own. On a GPU host (``HostPlan.gpu``) NVIDIA's
+    runtime joins its config as a drop-in. Returns, for ``_if=``, whether this run started or restarted containerd.
     """
-    settings = settings or preflight.plan("containerd")
+    settings = settings or preflight.plan("containerd", "gpu")
     if "docker" in settings.get(data.ISOLATION):
         return packaged_containerd(settings)
     locked = settings.locked("containerd")
@@ -58,9 +59,10 @@ def containerd_runtime(settings: preflight.HostPlan | None = None) -> Callable[[
         containerd_major=Version(locked.version).major,
         snapshotter=settings.get(data.SNAPSHOTTER),
     )
+    gpu_runtime = nvidia_runtime(settings, Version(locked.version).major)
     systemd.daemon_reload(name="Reload systemd units", _if=any_changed(unmask, unit))
     # A reinstall that found every binary byte-identical (a lost receipt) replaced nothing: no restart for it.
-    files_replaced, setup_changed = release.replaced(binaries), any_changed(unmask, unit, config)
+    files_replaced, setup_changed = release.replaced(binaries), any_changed(unmask, unit, config, *gpu_runtime)
     restart = systemd.service(
         name="Start or restart containerd (binaries, unit or config changed)",
         service=SERVICE,
@@ -83,17 +85,31 @@ def packaged_containerd(settings: preflight.HostPlan) -> Callable[[], bool]:
         name="containerd.service file limit", unit=SERVICE, limit_nofile=settings.get(data.NOFILE_LIMIT)
     )
     config = containerd.config(name="containerd config", snapshotter=settings.get(data.SNAPSHOTTER))
+    gpu_runtime = nvidia_runtime(settings, None)
     systemd.daemon_reload(name="Reload systemd units", _if=drop_in.did_change)
     restart = systemd.service(
         name="Restart containerd (its config or limit changed)",
         service=SERVICE,
         restarted=True,
-        _if=any_changed(drop_in, config),
+        _if=any_changed(drop_in, config, *gpu_runtime),
     )
     start = systemd.service(name="containerd running and enabled", service=SERVICE, running=True, enabled=True)
     started = any_changed(restart, start)
     containerd.ready(name="containerd answers ctr version", _if=started)
     return started
+
+
+def nvidia_runtime(settings: preflight.HostPlan, containerd_major: int | None) -> list[OperationMeta]:
+    """On a GPU host, NVIDIA's runtime in a config drop-in (for ``any_changed``); nothing elsewhere."""
+    if settings.gpu is None:
+        return []
+    return [
+        nvidia.containerd_runtime(
+            name="NVIDIA runtime for containerd",
+            containerd_major=containerd_major,
+            snapshotter=settings.get(data.SNAPSHOTTER),
+        )
+    ]
 
 
 # `pyinfra INVENTORY deploys/containerd.py` executes this file without a module name: run the deploy then.

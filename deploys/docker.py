@@ -23,7 +23,7 @@ from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from pyinfra_iluvatar import data, preflight
-from pyinfra_iluvatar.operations import containerd, docker, limits, packages
+from pyinfra_iluvatar.operations import containerd, docker, limits, nvidia, packages
 
 SERVICE = "docker.service"
 PIN_FILE = "/etc/apt/preferences.d/pyinfra-iluvatar-docker"
@@ -56,14 +56,17 @@ def expected_drivers(settings: Mapping[str, Any]) -> tuple[str | None, str | Non
 def docker_engine(settings: preflight.HostPlan | None = None) -> Callable[[], bool]:
     """
     Install and run Docker; reads the ``iluvatar_docker_*`` data keys (README table), or ``settings`` when a
-    deploy that checked them (the worker's) passes its own. Returns, for ``_if=``, whether this run started or
-    restarted dockerd.
+    deploy that checked them (the worker's) passes its own. On a GPU host (``HostPlan.gpu``) ``daemon.json`` gets
+    NVIDIA's runtime, and with ``iluvatar_gpu_mps`` the MPS daemon's image is pulled. Returns, for ``_if=``,
+    whether this run started or restarted dockerd.
     """
-    settings = settings or preflight.plan()
+    settings = settings or preflight.plan("gpu")
     source = settings.get(data.DOCKER_SOURCE)
     version = settings.get(data.DOCKER_VERSION) if source == "docker" else None
     configured: Mapping[str, Any] = settings.get(data.DOCKER_DAEMON)
     daemon_settings = dict(configured)
+    if settings.gpu is not None:
+        daemon_settings = docker.merge_settings(daemon_settings, nvidia.docker_runtime_settings())
 
     # daemon.json and the unit's limit first: the packages' postinst starts dockerd, which must not come up once on
     # Docker's defaults (bridge 172.17.0.0/16, another storage driver) or without its limit.
@@ -110,6 +113,8 @@ def docker_engine(settings: preflight.HostPlan | None = None) -> Callable[[], bo
         storage_driver=storage_driver,
         _if=started,
     )
+    if settings.gpu is not None and settings.get(data.GPU_MPS):
+        nvidia.mps_image(name="MPS daemon image pulled", image=settings.get(data.GPU_MPS_IMAGE))
     return started
 
 

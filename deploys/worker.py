@@ -1,10 +1,11 @@
 """
 The Ilúvatar worker host, the setup page's "Worker Runtime dependencies" whole, in this order: packages (the
-optional energy tools included), file limits, isolation (Docker from its repository or the distribution, and/or
-containerd: the locked release build, or Docker's containerd where both are chosen), the CNI plugins and cnitool,
-ZFS (pool and containerd's snapshotter dataset; containerd restarted once when that mount first appears), and the
-worker's ``worker.json``. Every part is also a deploy of its own (``deploys/docker.py``, ``deploys/containerd.py``,
-``deploys/cni.py``, ``deploys/zfs.py``).
+optional energy tools included), file limits, on GPU hosts NVIDIA's container toolkit and nvidia-persistenced,
+isolation (Docker from its repository or the distribution, and/or containerd: the locked release build, or Docker's
+containerd where both are chosen; NVIDIA's runtime in each on GPU hosts), the CNI plugins and cnitool, ZFS (pool and
+containerd's snapshotter dataset; containerd restarted once when that mount first appears), and the worker's
+``worker.json``. Every part is also a deploy of its own (``deploys/gpu.py``, ``deploys/docker.py``,
+``deploys/containerd.py``, ``deploys/cni.py``, ``deploys/zfs.py``).
 
 Use it three ways:
 
@@ -28,6 +29,7 @@ from pyinfra_iluvatar import data, preflight
 from pyinfra_iluvatar.deploys.cni import cni_tools
 from pyinfra_iluvatar.deploys.containerd import SERVICE, containerd_runtime
 from pyinfra_iluvatar.deploys.docker import docker_engine
+from pyinfra_iluvatar.deploys.gpu import nvidia_gpu
 from pyinfra_iluvatar.deploys.zfs import zfs_storage
 from pyinfra_iluvatar.operations import containerd, limits, packages, worker_config
 
@@ -74,6 +76,7 @@ def worker() -> None:
         name="File and process limits",
         limits={"nofile": settings.get(data.NOFILE_LIMIT), "nproc": settings.get(data.NPROC_LIMIT)},
     )
+    nvidia_gpu(settings=settings)
     isolation = settings.get(data.ISOLATION)
     uses_containerd = "containerd" in isolation
     # pyinfra types a deploy's call like an operation's; these deploys return what the worker needs of them.

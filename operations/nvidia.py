@@ -39,6 +39,24 @@ from pyinfra_iluvatar.facts.nvidia import (
 from pyinfra_iluvatar.operations._failure import fail_host
 from pyinfra_iluvatar.operations.containerd import CONFIG_DROP_INS, MANAGED_HEADER, SNAPSHOTTERS
 
+NVIDIA_REPOSITORY = "https://nvidia.github.io/libnvidia-container"
+"""NVIDIA's container toolkit apt repository: ``<it>/stable/deb/<arch>`` is a flat repository, ``<it>/gpgkey`` its
+key (the toolkit install guide's paths)."""
+NVIDIA_KEY_FINGERPRINT = "C95B321B61E88C1809C4F759DDCAE044F796ECB0"
+"""The key that signs it (``NVIDIA CORPORATION (Open Source Projects) <cudatools@nvidia.com>``)."""
+TOOLKIT_VERSION = "1.17.8-1"
+"""The toolkit version installed by default (``iluvatar_nvidia_toolkit_version``)."""
+TOOLKIT_PACKAGES = (
+    "nvidia-container-toolkit",
+    "nvidia-container-toolkit-base",
+    "libnvidia-container-tools",
+    "libnvidia-container1",
+)
+"""The four packages the install guide pins to one version."""
+TOOLKIT_KEYRING = "/etc/apt/keyrings/nvidia-container-toolkit.asc"
+TOOLKIT_SOURCES = "/etc/apt/sources.list.d/nvidia-container-toolkit.sources"
+TOOLKIT_PIN_FILE = "/etc/apt/preferences.d/pyinfra-iluvatar-nvidia-container-toolkit"
+"""Keeps ``apt upgrade`` from moving the toolkit off its pinned version."""
 RUNTIME_NAME = "nvidia"
 """The runtime's name in ``daemon.json`` and in containerd's CRI config (``nvidia-ctk``'s default)."""
 DOCKER_RUNTIME_PATH = "nvidia-container-runtime"

@@ -96,6 +96,8 @@ class WorkerSettings:
     memory_reserve_mb: int
     cpu_reserve: int
     gpu_count: int = 0
+    gpu_memory_mb: int | None = None
+    """The smallest GPU's memory (``gpu_resource.memory_mb``); ``None``: the template's (unset)."""
     address: str | None = None
     hardware_interface: str | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
@@ -172,6 +174,8 @@ def render(settings: WorkerSettings, resources: HostResourcesInfo) -> dict[str, 
     resources_config["snapshotter"] = settings.snapshotter
     resources_config["cpu_resource"]["count"] = max(1, resources["cpus"] - settings.cpu_reserve)
     resources_config["gpu_resource"]["count"] = settings.gpu_count
+    if settings.gpu_memory_mb is not None:
+        resources_config["gpu_resource"]["memory_mb"] = settings.gpu_memory_mb
     networking = config["networking"]
     networking["cnitool"] = f"{settings.cni_bin_dir}/cnitool"
     networking["cni_plugin_bin"] = settings.cni_bin_dir

@@ -15,10 +15,12 @@ from pyinfra.api.host import Host
 
 from pyinfra_iluvatar import data, preflight
 from pyinfra_iluvatar.deploys.docker import docker_packages, expected_drivers
+from pyinfra_iluvatar.deploys.gpu import toolkit_packages
 from pyinfra_iluvatar.deploys.worker import energy_packages, worker_packages
 from pyinfra_iluvatar.deploys.zfs import SNAPSHOTTER_PATH, implementation, zfs_packages
 from pyinfra_iluvatar.facts.combined import Probe, Unreadable
-from pyinfra_iluvatar.operations.containerd import CRI_PLUGIN
+from pyinfra_iluvatar.operations import nvidia
+from pyinfra_iluvatar.operations.containerd import CRI_PLUGIN, SNAPSHOTTERS
 from pyinfra_iluvatar.operations.worker_config import render
 from pyinfra_iluvatar.releases import lockfile
 from pyinfra_iluvatar.releases.components import MACHINE_ARCH
@@ -33,11 +35,17 @@ REQUIREMENTS = (
     "cni",
     "zfs-pool",
     "zfs-dataset",
+    "gpu-driver",
+    "gpu-toolkit",
+    "gpu-runtimes",
+    "gpu-persistence",
     "worker-config",
     "releases",
     "cgroups",
 )
 """Every requirement, in the order ``check`` shows them; a host is checked for those its data calls for."""
+GPU_REQUIREMENTS = ("gpu-driver", "gpu-toolkit", "gpu-runtimes", "gpu-persistence")
+"""Checked where ``iluvatar_gpu`` is true, or ``auto`` on a host with an NVIDIA GPU."""
 
 ZFS_FULL_PERCENT = 90
 """A pool this full fails ``zfs-pool``: ZFS slows down sharply as free space runs out."""
@@ -66,6 +74,7 @@ def applies(values: Mapping[str, Any]) -> tuple[str, ...]:
     skipped = set() if containerd else {"containerd", "containerd-plugins", "ctr", "cni", "releases"}
     skipped |= set() if zfs else {"zfs-pool", "zfs-dataset"}
     skipped |= set() if "docker" in values[data.ISOLATION.name] else {"docker"}
+    skipped |= set(GPU_REQUIREMENTS) if values[data.GPU.name] == "false" else set()
     return tuple(name for name in REQUIREMENTS if name not in skipped)
 
 
@@ -102,6 +111,10 @@ def probes(values: Mapping[str, Any]) -> tuple[Probe, ...]:
             ("pool_list", _FACTS + "zfs.ZpoolList", {"pool": pool}),
             ("dataset", _FACTS + "zfs.ZfsDatasetProperties", {"dataset": f"{pool}/containerd"}),
         ]
+    if values[data.GPU.name] != "false":
+        found += nvidia.GPU_STATE_PROBES
+        if "containerd" in values[data.ISOLATION.name]:
+            found.append(("nvidia_drop_in", "pyinfra.facts.files.FileContents", {"path": nvidia.CONTAINERD_DROP_IN}))
     return tuple(found)
 
 
@@ -113,6 +126,8 @@ class _Host:
     values: Mapping[str, Any]
     facts: Mapping[str, Any]
     lock: lockfile.Lock | lockfile.LockError
+    gpu: preflight.GpuPlan | None = None
+    gpu_problem: str | None = None
 
     def fact(self, name: str) -> Any:
         """The fact ``name``; :class:`_Unread` when the host's output for it could not be processed."""
@@ -130,9 +145,16 @@ def verdicts(
     target: Host, values: Mapping[str, Any], facts: Mapping[str, Any], lock: lockfile.Lock | lockfile.LockError
 ) -> list[Verdict]:
     """The verdict of each requirement that applies to ``target``, from its facts (see :func:`probes`)."""
-    host = _Host(target, values, facts, lock)
+    gpu, gpu_problem = None, None
+    if values[data.GPU.name] != "false":
+        gpu, gpu_problem = preflight.gpu_plan(target, values, facts.get("gpus"), facts.get("devices"))
+    host = _Host(target, values, facts, lock, gpu, gpu_problem)
+    # iluvatar_gpu auto on a host without an NVIDIA GPU: no GPU requirement.
+    no_gpu = gpu is None and gpu_problem is None
     results = []
     for name in applies(values):
+        if no_gpu and name in GPU_REQUIREMENTS:
+            continue
         try:
             ok, detail = _CHECKS[name](host)
         except _Unread as unread:
@@ -307,7 +329,7 @@ def _worker_config(host: _Host) -> tuple[bool, str]:
     if resources is None:
         return False, "could not read the host's interfaces, CPUs and memory"
     try:
-        expected = render(preflight.worker_settings(host.target, host.values), resources)
+        expected = render(preflight.worker_settings(host.target, host.values, host.gpu), resources)
     except ValueError as error:
         return False, str(error)
     differing = _differing(expected, found)
@@ -370,6 +392,75 @@ def _cgroups(host: _Host) -> tuple[bool, str]:
     return True, f"cpu and memory (cgroup v{found['version']})"
 
 
+def _gpu(host: _Host) -> preflight.GpuPlan:
+    """The host's GPU plan; :class:`_Unread` with pre-flight's problem when the host is not what its data asks."""
+    if host.gpu is None:
+        raise _Unread(host.gpu_problem or "no NVIDIA GPU")
+    return host.gpu
+
+
+def _gpu_driver(host: _Host) -> tuple[bool, str]:
+    gpu = _gpu(host)
+    if not gpu.gpus:
+        return False, f"nvidia-smi lists no GPU ({gpu.on_pci} NVIDIA GPU(s) on the PCI bus): is the driver loaded?"
+    return True, nvidia.gpu_state(host.fact("gpus"), host.fact("devices")).message
+
+
+def _gpu_toolkit(host: _Host) -> tuple[bool, str]:
+    _gpu(host)
+    version = host.values[data.NVIDIA_TOOLKIT_VERSION.name]
+    installed = host.fact("packages") or {}
+    missing = []
+    for spec in toolkit_packages(version):
+        name = spec.partition("=")[0]
+        if version not in installed.get(name, ()):
+            found = ", ".join(sorted(installed.get(name, ()))) or "not installed"
+            missing.append(f"{name} ({found})")
+    if missing:
+        return False, f"not at {version}: {', '.join(missing)}"
+    return True, f"NVIDIA container toolkit {version} ({len(nvidia.TOOLKIT_PACKAGES)} packages)"
+
+
+def _gpu_runtimes(host: _Host) -> tuple[bool, str]:
+    _gpu(host)
+    isolation = host.values[data.ISOLATION.name]
+    problems, found = [], []
+    if "docker" in isolation:
+        daemon = host.fact("docker")
+        if not daemon["answers"]:
+            problems.append("the Docker daemon does not answer")
+        elif nvidia.RUNTIME_NAME not in daemon["runtimes"]:
+            problems.append(f"Docker has no {nvidia.RUNTIME_NAME} runtime (it has {', '.join(daemon['runtimes'])})")
+        else:
+            found.append("Docker")
+    if "containerd" in isolation:
+        lines = host.fact("nvidia_drop_in")
+        snapshotter = host.values[data.SNAPSHOTTER.name]
+        expected = {
+            nvidia.render_containerd_drop_in(major, snapshotter=snapshotter if snapshotter in SNAPSHOTTERS else "zfs")
+            for major in (1, 2)
+        }
+        if lines is None:
+            problems.append(f"{nvidia.CONTAINERD_DROP_IN} is missing")
+        elif "\n".join(lines) + "\n" not in expected:
+            problems.append(f"{nvidia.CONTAINERD_DROP_IN} is not the deploy's (changed by hand or by nvidia-ctk?)")
+        else:
+            found.append("containerd")
+    if problems:
+        return False, "; ".join(problems)
+    return True, f"the {nvidia.RUNTIME_NAME} runtime is configured for {' and '.join(found)}"
+
+
+def _gpu_persistence(host: _Host) -> tuple[bool, str]:
+    gpus = _gpu(host).gpus
+    off = [f"{gpu['index']} ({gpu['uuid']})" for gpu in gpus if not gpu["persistence_mode"]]
+    if not gpus:
+        return False, "nvidia-smi lists no GPU"
+    if off:
+        return False, f"persistence mode is off for {len(off)} of {len(gpus)} GPU(s): {', '.join(off)}"
+    return True, f"on for all {len(gpus)} GPU(s)"
+
+
 _CHECKS: Mapping[str, Callable[[_Host], tuple[bool, str]]] = {
     "packages": _packages,
     "limits": _limits,
@@ -380,6 +471,10 @@ _CHECKS: Mapping[str, Callable[[_Host], tuple[bool, str]]] = {
     "cni": _cni,
     "zfs-pool": _zfs_pool,
     "zfs-dataset": _zfs_dataset,
+    "gpu-driver": _gpu_driver,
+    "gpu-toolkit": _gpu_toolkit,
+    "gpu-runtimes": _gpu_runtimes,
+    "gpu-persistence": _gpu_persistence,
     "worker-config": _worker_config,
     "releases": _releases,
     "cgroups": _cgroups,

@@ -2,7 +2,9 @@
 
 The outputs were captured by ``tests/captured/readiness-sandbox/capture_readiness.py`` (its docstring says how):
 the single combined fact ``check`` reads, on a host the worker deploy set up, first as it was, then after each
-breakage.
+breakage. Those captures predate the GPU probes: ``gpu_probes.txt`` is their real output on the same sandbox host
+(no ``nvidia-smi``, no NVIDIA device), captured afterwards and appended to each case. A GPU host is played by
+replacing it with the ``tests/facts/nvidia.*`` fixtures (each says where its output came from).
 """
 
 from __future__ import annotations
@@ -15,19 +17,39 @@ from pyinfra.api.inventory import Inventory
 
 from pyinfra_iluvatar import preflight
 from pyinfra_iluvatar.facts.combined import Combined
-from pyinfra_iluvatar.readiness.requirements import REQUIREMENTS, Verdict, applies, verdicts
+from pyinfra_iluvatar.operations.nvidia import CONTAINERD_DROP_IN, TOOLKIT_PACKAGES, TOOLKIT_VERSION
+from pyinfra_iluvatar.readiness.requirements import GPU_REQUIREMENTS, REQUIREMENTS, Verdict, applies, verdicts
 
 CAPTURED = Path(__file__).parent / "captured" / "readiness-sandbox"
 
 
-def judge(case: str, **changes: object) -> dict[str, Verdict]:
-    """The verdicts for the captured ``case``, with the capture's data (``changes`` applied)."""
+GPU_FIXTURES = Path(__file__).parent / "facts"
+
+
+def gpu_sections(gpus: str, devices: str) -> list[str]:
+    """The GPU probes' section of the check's output on a host whose nvidia-smi and PCI bus answer as fixtures."""
+    lines = []
+    for name, fact, fixture in (("gpus", "NvidiaGpus", gpus), ("devices", "NvidiaDevices", devices)):
+        output = json.loads((GPU_FIXTURES / f"nvidia.{fact}" / f"{fixture}.json").read_text())["output"]
+        lines += [f"--- pyinfra-iluvatar combined: {name} pyinfra_iluvatar.facts.nvidia.{fact} e30= ---", *output]
+        lines.append("--- pyinfra-iluvatar combined: status 0 ---")
+    return lines
+
+
+def judge(case: str, gpu: list[str] | None = None, **changes: object) -> dict[str, Verdict]:
+    """
+    The verdicts for the captured ``case``, with the capture's data (``changes`` applied); the GPU probes answer as
+    on the sandbox host, or as ``gpu`` (:func:`gpu_sections`).
+    """
     recorded = json.loads((CAPTURED / "data.json").read_text())
     settings = {**recorded["data"], "iluvatar_lock_file": str(CAPTURED / "lock.json"), **changes}
     host = Inventory(([(recorded["host"], settings)], {})).get_host(recorded["host"])
     values, problems = preflight.host_values(host)
     assert not problems
-    facts = Combined().process((CAPTURED / f"{case}.txt").read_text().splitlines())
+    output = (CAPTURED / f"{case}.txt").read_text().splitlines()
+    if "pyinfra_iluvatar.facts.nvidia.NvidiaGpus" not in "\n".join(output):
+        output += gpu if gpu is not None else (CAPTURED / "gpu_probes.txt").read_text().splitlines()
+    facts = Combined().process(output)
     lock = preflight.load_lock(values["iluvatar_lock_file"])
     return {verdict.requirement: verdict for verdict in verdicts(host, values, facts, lock)}
 
@@ -38,7 +60,8 @@ def failing(found: dict[str, Verdict]) -> dict[str, str]:
 
 def test_a_deployed_sandbox_worker_is_ready_but_for_its_cgroups() -> None:
     found = judge("ready")
-    assert list(found) == [name for name in REQUIREMENTS if name != "docker"]  # containerd isolation only
+    # containerd isolation only; iluvatar_gpu auto on a host without an NVIDIA GPU: no GPU requirement
+    assert list(found) == [name for name in REQUIREMENTS if name != "docker" and not name.startswith("gpu-")]
     assert failing(found) == {
         "cgroups": "no cpu or memory controller in the cgroup v2 hierarchy (it has: none):"
         " containers run without the worker's CPU and memory limits"
@@ -89,9 +112,36 @@ def test_settings_decide_what_is_checked_and_expected() -> None:
     assert "root soft nofile is 20000 (/etc/security/limits.d/90-iluvatar.conf), not 4096" in limits
     assert "containerd.service LimitNOFILE is 20000, not 4096" in limits
     assert failing(judge("ready", iluvatar_extra_packages=["htop"]))["packages"] == "not installed: htop"
-    assert set(applies({"iluvatar_isolation": (), "iluvatar_zfs": False})) == {
+    assert set(applies({"iluvatar_isolation": (), "iluvatar_zfs": False, "iluvatar_gpu": "false"})) == {
         "packages",
         "limits",
         "worker-config",
         "cgroups",
     }
+
+
+def test_a_gpu_required_on_a_host_without_one_fails_every_gpu_requirement() -> None:
+    found = failing(judge("ready", iluvatar_gpu=True))
+    for name in GPU_REQUIREMENTS:
+        assert found[name].startswith("iluvatar_gpu = True (host data) needs an NVIDIA GPU: no NVIDIA GPU: "), found
+    assert "gpu-driver" not in judge("ready", iluvatar_gpu=False)
+
+
+def test_a_gpu_host_without_the_gpu_part_deployed() -> None:
+    found = judge("ready", gpu=gpu_sections("h200_one_gpu", "h200_projected_from_nvidia_smi_q"))
+    assert found["gpu-driver"].ok and found["gpu-driver"].detail.startswith("NVIDIA driver 580.159.04 serves 1 GPU(s)")
+    assert found["gpu-persistence"].ok and found["gpu-persistence"].detail == "on for all 1 GPU(s)"
+    toolkit = ", ".join(f"{name} (not installed)" for name in TOOLKIT_PACKAGES)
+    assert failing(found) == {
+        "gpu-toolkit": f"not at {TOOLKIT_VERSION}: {toolkit}",
+        "gpu-runtimes": f"{CONTAINERD_DROP_IN} is missing",
+        # worker.json was written for a host without GPUs
+        "worker-config": "/etc/iluvatar/worker.json does not match this host: container_resources.gpu_resource.count,"
+        " container_resources.gpu_resource.memory_mb",
+        "cgroups": found["cgroups"].detail,
+    }
+
+
+def test_persistence_off_names_each_gpu() -> None:
+    found = failing(judge("ready", gpu=gpu_sections("six_gtx1070", "h200_projected_from_nvidia_smi_q")))
+    assert found["gpu-persistence"].startswith("persistence mode is off for 6 of 6 GPU(s): 0 (GPU-e511a7b2-")

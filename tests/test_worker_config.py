@@ -89,3 +89,10 @@ def test_override_types_are_checked_against_the_template() -> None:
         "networking must be an object, got a number",
         "influx.enabled must be a boolean, got a string",
     ]
+
+
+def test_gpus_counted_with_their_memory() -> None:
+    assert "memory_mb" not in render(SETTINGS, resources("this_machine"))["container_resources"]["gpu_resource"]
+    gpus = WorkerSettings(**{**SETTINGS.__dict__, "gpu_count": 4, "gpu_memory_mb": 81559})
+    gpu_resource = render(gpus, resources("this_machine"))["container_resources"]["gpu_resource"]
+    assert gpu_resource == {"count": 4, "memory_mb": 81559}
