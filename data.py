@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 from pyinfra.api.host import Host
 
 from pyinfra_iluvatar import urls
-from pyinfra_iluvatar.operations import docker, nvidia
+from pyinfra_iluvatar.operations import build, docker, nvidia
 from pyinfra_iluvatar.operations.containerd import SNAPSHOTTERS
 from pyinfra_iluvatar.operations.release import DOWNLOAD_MODES, DownloadMode
 from pyinfra_iluvatar.operations.worker_config import WORKER_CONFIG, override_errors
@@ -774,6 +774,63 @@ WORKER_CONFIG_OVERRIDES: DataKey[Mapping[str, Any]] = DataKey(
 )
 
 
+def _user(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value):
+        raise ValueError("not a user name")
+    return value
+
+
+BUILD_USER: DataKey[str] = DataKey(
+    "iluvatar_build_user",
+    "root",
+    _user,
+    "an existing user's name (lower-case letters, digits, _ and -)",
+    "The user who builds Ilúvatar on a build host: its `cross`, its container engine, its dev configs.",
+)
+BUILD_ENGINES = ("docker", "podman")
+BUILD_ENGINE: DataKey[str] = DataKey(
+    "iluvatar_build_engine",
+    "docker",
+    _one_of(*BUILD_ENGINES),
+    choices(BUILD_ENGINES),
+    "The container engine `cross` builds in: Docker (the `iluvatar_docker_*` keys apply) or Podman.",
+)
+CROSS_VERSION: DataKey[str | None] = DataKey(
+    "iluvatar_cross_version",
+    build.CROSS_VERSION,
+    _optional_version,
+    "a `cross` release on crates.io (`0.2.5`), or empty for no `cross`",
+    "The `cross` the build user gets (`cargo install --locked`).",
+)
+ANSIBLE_VERSION: DataKey[str | None] = DataKey(
+    "iluvatar_ansible_version",
+    build.ANSIBLE_VERSION,
+    _optional_version,
+    "an `ansible` release on the package index (`10.7.0`), or empty for no ansible",
+    "The ansible installed in its own virtualenv (never the system Python).",
+)
+ANSIBLE_VENV: DataKey[str] = DataKey(
+    "iluvatar_ansible_venv",
+    build.ANSIBLE_VENV,
+    _absolute_path,
+    "an absolute path (no . or .. components) of letters, digits and ._+-",
+    "The ansible virtualenv; its programs are linked into `/usr/local/bin`.",
+)
+
+
+def _optional_path(value: Any) -> str | None:
+    return None if value in (None, "") else _absolute_path(value)
+
+
+BUILD_CHECKOUT: DataKey[str | None] = DataKey(
+    "iluvatar_build_checkout",
+    None,
+    _optional_path,
+    "the absolute path of an Ilúvatar checkout, or empty",
+    "Write `worker.dev.json` and `controller.dev.json` for a single-machine setup into this checkout.",
+)
+
+
 def _network(value: Any) -> str:
     try:
         network = ipaddress.IPv4Network(value)
@@ -839,4 +896,10 @@ ALL_KEYS: tuple[DataKey[Any], ...] = (
     LOAD_BALANCER_URL,
     WORKER_CONFIG_OVERRIDES,
     SMOKE_SUBNET,
+    BUILD_USER,
+    BUILD_ENGINE,
+    CROSS_VERSION,
+    ANSIBLE_VERSION,
+    ANSIBLE_VENV,
+    BUILD_CHECKOUT,
 )

@@ -43,10 +43,10 @@ from pyinfra_iluvatar.releases.components import MACHINE_ARCH
 
 T = TypeVar("T")
 
-Part = Literal["containerd", "cni", "gpu", "worker"]
+Part = Literal["containerd", "cni", "gpu", "worker", "build"]
 """What a deploy asks pre-flight to check beyond the data keys: the release artifacts of containerd, of the CNI
-plugins and cnitool, the host's NVIDIA GPUs (``gpu``), or (``worker``) the artifacts the host's isolation needs, its
-GPUs and its ``worker.json``."""
+plugins and cnitool, the host's NVIDIA GPUs (``gpu``), (``worker``) the artifacts the host's isolation needs, its
+GPUs and its ``worker.json``, or (``build``) the build user and the development configs."""
 RESOURCES_PROBE: Probe = ("resources", "pyinfra_iluvatar.facts.resources.HostResources", {})
 
 CONTROLLER_GROUP = "controller"
@@ -109,6 +109,8 @@ class HostPlan:
     worker_config: dict[str, Any] | None = None
     gpu: GpuPlan | None = None
     """The GPU work on this host when a part asked for it; ``None``: none (no GPU, ``iluvatar_gpu`` false)."""
+    build_home: str | None = None
+    """The build user's home directory (the ``build`` part)."""
 
     def get(self, key: data.DataKey[T]) -> T:
         """The validated value of ``key`` on this host."""
@@ -139,8 +141,9 @@ class _Run:
     parts: set[Part] = field(default_factory=set)
     locks: dict[str, lockfile.Lock | lockfile.LockError] = field(default_factory=dict)
     resources: dict[str, HostResourcesInfo | None] = field(default_factory=dict)
-    gpu_facts: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-    """Per host: the values of ``NvidiaGpus`` and ``NvidiaDevices`` (read with its resources unless GPU is off)."""
+    found: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per host: what its one round trip read (``resources``; ``gpus`` and ``devices`` unless GPU is off;
+    ``build_user`` for the build part)."""
 
 
 _runs: weakref.WeakKeyDictionary[State, _Run] = weakref.WeakKeyDictionary()
@@ -181,18 +184,28 @@ def _check(current: State, run: _Run, parts: set[Part]) -> None:
                 errors += [(target, error) for error in _component_errors(lock, components[target])]
     gpu_part = bool({"gpu", "worker"} & parts)
     described = [target for target in values if components[target] or gpu_part]
-    gpu_wanted = {target.name for target in described if gpu_part and values[target][data.GPU.name] != "false"}
-    errors += _read_hosts(run, described, gpu_wanted)
+    described += [target for target in values if "build" in parts and target not in described]
+    probes = {target.name: _probes(parts, values[target]) for target in described}
+    errors += _read_hosts(run, described, probes)
     worker_configs: dict[Host, dict[str, Any]] = {}
     gpus: dict[Host, GpuPlan] = {}
+    homes: dict[Host, str] = {}
     for target in described:
         resources = run.resources.get(target.name)
         if resources is None:
             continue
         if target in locks:
             errors += [(target, error) for error in _artifact_errors(target, resources, locks[target], components)]
-        if target.name in gpu_wanted:
-            found, problem = gpu_plan(target, values[target], *run.gpu_facts[target.name])
+        found_there = run.found[target.name]
+        if "build" in parts:
+            home = _home(found_there.get("build_user"))
+            if home is None:
+                missing = "is not a user on this host (getent passwd)"
+                errors.append((target, data.error(target, data.BUILD_USER, missing)))
+            else:
+                homes[target] = home
+        if "gpus" in found_there:
+            found, problem = gpu_plan(target, values[target], found_there["gpus"], found_there["devices"])
             if problem:
                 errors.append((target, problem))
             elif found:
@@ -217,6 +230,7 @@ def _check(current: State, run: _Run, parts: set[Part]) -> None:
             run.resources.get(target.name),
             worker_configs.get(target),
             gpus.get(target),
+            homes.get(target),
         )
     run.parts |= parts
 
@@ -315,34 +329,50 @@ def _component_errors(lock: lockfile.Lock, components: list[str]) -> list[str]:
     return errors
 
 
-def _read_hosts(run: _Run, targets: list[Host], gpu_wanted: set[str]) -> list[tuple[Host, str]]:
+def _probes(parts: set[Part], values: Mapping[str, Any]) -> tuple[Probe, ...]:
+    """What pre-flight reads on a host with these settings for ``parts``, besides what it is."""
+    probes: tuple[Probe, ...] = ()
+    if {"gpu", "worker"} & parts and values[data.GPU.name] != "false":
+        probes += GPU_STATE_PROBES
+    if "build" in parts:
+        command = f"getent passwd {values[data.BUILD_USER.name]}"
+        probes += (("build_user", "pyinfra.facts.server.Command", {"command": command}),)
+    return probes
+
+
+def _home(entry: Any) -> str | None:
+    """The home directory in a ``getent passwd`` line, ``None`` when there is none (no such user)."""
+    fields = entry.split(":") if isinstance(entry, str) else []
+    return fields[5] if len(fields) >= 7 and fields[5].startswith("/") else None
+
+
+def _read_hosts(run: _Run, targets: list[Host], probes: Mapping[str, tuple[Probe, ...]]) -> list[tuple[Host, str]]:
     """
-    Read what each host is (``HostResources``) and, for those in ``gpu_wanted``, its GPUs (``NvidiaGpus``,
-    ``NvidiaDevices``): one round trip per host, all hosts at once, each host read once per run (its GPUs too);
-    an error per host it cannot read.
+    Read what each host is (``HostResources``) and its ``probes``: one round trip per host, all hosts at once, each
+    probe read once per run; an error per host it cannot read.
     """
 
-    def read(target: Host, gpu: bool) -> dict[str, Any]:
-        probes = (RESOURCES_PROBE, *GPU_STATE_PROBES) if gpu else (RESOURCES_PROBE,)
+    def read(target: Host, wanted: tuple[Probe, ...]) -> dict[str, Any]:
         with ctx_host.use(target):
-            return target.get_fact(Combined, probes=probes)
+            return target.get_fact(Combined, probes=wanted)
 
-    unread = [
-        target
-        for target in targets
-        if target.name not in run.resources or (target.name in gpu_wanted and target.name not in run.gpu_facts)
-    ]
-    greenlets = {target: gevent.spawn(read, target, target.name in gpu_wanted) for target in unread}
+    unread: dict[Host, tuple[Probe, ...]] = {}
+    for target in targets:
+        have = run.found.get(target.name, {})
+        wanted = tuple(probe for probe in (RESOURCES_PROBE, *probes[target.name]) if probe[0] not in have)
+        if wanted:
+            unread[target] = wanted
+    greenlets = {target: gevent.spawn(read, target, wanted) for target, wanted in unread.items()}
     gevent.joinall(list(greenlets.values()))
     errors = []
     for target, greenlet in greenlets.items():
         found = greenlet.value if greenlet.successful() else {}
-        resources = found.get("resources")
-        run.resources[target.name] = None if isinstance(resources, Unreadable) else resources
+        run.found.setdefault(target.name, {}).update(found)
+        if "resources" in found or target.name not in run.resources:
+            resources = found.get("resources")
+            run.resources[target.name] = None if isinstance(resources, Unreadable) else resources
         if run.resources[target.name] is None:
             errors.append((target, "could not read what the host is (uname -m, nproc, /proc/meminfo, ip)"))
-        if target.name in gpu_wanted:
-            run.gpu_facts[target.name] = (found.get("gpus"), found.get("devices"))
     return errors
 
 

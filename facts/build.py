@@ -1,0 +1,89 @@
+"""Facts about a build host: the Rust toolchain, ``cross`` and ansible a build user runs."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import TypedDict
+
+from pyinfra.api.exceptions import FactProcessError
+from pyinfra.api.facts import FactBase
+from typing_extensions import override
+
+TOOLS = ("rustc", "cargo", "cross")
+"""The programs looked up on the build user's ``PATH`` (``~/.cargo/bin`` first, as rustup and cargo install put
+them)."""
+ANSIBLE_DISTRIBUTIONS = ("ansible", "ansible-core")
+
+_VERSION = re.compile(r"\b(\d+\.\d+\.\d+[0-9A-Za-z.+~-]*)")
+_TOOL_LINE = re.compile(r"(?P<name>rustc|cargo|cross) (?P<path>-|/\S+)(?: (?P<said>.*))?")
+_PACKAGE_LINE = re.compile(r"(?P<name>ansible|ansible-core) (?P<version>-|\S+)")
+
+
+class Tool(TypedDict):
+    """One program: where the build user's ``PATH`` finds it, and the version its ``--version`` reports."""
+
+    path: str
+    version: str | None
+    said: str
+    """The first line ``--version`` printed (``None`` version: not a version this fact recognises)."""
+
+
+class BuildToolsInfo(TypedDict):
+    """What a build user has: each of :data:`TOOLS` (``None``: not found) and the ansible packages' versions in
+    the virtualenv (``None``: not installed there, or no virtualenv)."""
+
+    rustc: Tool | None
+    cargo: Tool | None
+    cross: Tool | None
+    ansible: str | None
+    ansible_core: str | None
+
+
+class BuildTools(FactBase[BuildToolsInfo]):
+    """
+    Returns the Rust toolchain and ``cross`` the build user whose home is ``home`` runs (looked up on
+    ``~/.cargo/bin``, then ``/usr/local/bin``, ``/usr/bin``, ``/bin``; each one's path and the version its
+    ``--version`` reports, run from ``/`` with the user's ``HOME`` and ``RUSTUP_AUTO_INSTALL=0`` so that a rustup
+    proxy answers without installing anything), and the versions of the ``ansible`` and ``ansible-core``
+    distributions installed in the virtualenv ``venv`` (read with that virtualenv's own Python). One round trip;
+    runs nothing as the user.
+    """
+
+    @override
+    def command(self, home: str, venv: str) -> str:
+        path = shlex.quote(f"{home}/.cargo/bin:/usr/local/bin:/usr/bin:/bin")
+        python = shlex.quote(f"{venv}/bin/python")
+        script = "import importlib.metadata as m\nfor d in ('ansible', 'ansible-core'):\n"
+        script += "    try: print(d, m.version(d))\n    except m.PackageNotFoundError: print(d, '-')"
+        home_ = shlex.quote(home)
+        return (
+            f"cd / && for tool in {' '.join(TOOLS)}; do"
+            f' p=$(PATH={path} command -v "$tool");'
+            f' if [ -n "$p" ]; then v=$(HOME={home_} RUSTUP_AUTO_INSTALL=0 "$p" --version 2>/dev/null </dev/null);'
+            ' printf \'%s %s %s\\n\' "$tool" "$p" "$(echo "$v" | head -n 1)";'
+            ' else echo "$tool -"; fi; done;'
+            f" if [ -x {python} ]; then {python} -c {shlex.quote(script)};"
+            " else echo 'ansible -'; echo 'ansible-core -'; fi"
+        )
+
+    @override
+    def process(self, output: list[str]) -> BuildToolsInfo:
+        found: BuildToolsInfo = {"rustc": None, "cargo": None, "cross": None, "ansible": None, "ansible_core": None}
+        for line in output:
+            tool = _TOOL_LINE.fullmatch(line)
+            package = None if tool else _PACKAGE_LINE.fullmatch(line)
+            if tool and tool["path"] != "-":
+                said = (tool["said"] or "").strip()
+                version = _VERSION.search(said)
+                found[tool["name"]] = {  # type: ignore[literal-required]
+                    "path": tool["path"],
+                    "version": version[1] if version else None,
+                    "said": said,
+                }
+            elif package:
+                key = "ansible" if package["name"] == "ansible" else "ansible_core"
+                found[key] = None if package["version"] == "-" else package["version"]  # type: ignore[literal-required]
+            elif not tool:
+                raise FactProcessError(f"unexpected line: {line!r}")
+        return found

@@ -1,0 +1,169 @@
+"""Operations for a build host, the setup page's "Build Setup": ``cross`` for the build user, ansible in a
+virtualenv of its own (never the system Python), and the single-machine development configs.
+
+Each reads the build user's tools (``facts.build.BuildTools``) when it runs, so an earlier operation of the same run
+(the distribution's ``cargo`` installed) is seen, and changes nothing when the pinned version is there.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shlex
+from collections.abc import Generator, Mapping
+from io import StringIO
+from typing import Any
+
+from pyinfra.api.command import StringCommand
+from pyinfra.api.exceptions import OperationValueError
+from pyinfra.api.operation import operation
+from pyinfra.context import host
+from pyinfra.operations import files
+
+from pyinfra_iluvatar.facts.build import BuildTools
+from pyinfra_iluvatar.operations._failure import fail_host
+from pyinfra_iluvatar.operations.worker_config import deep_merge
+
+ANSIBLE_VENV = "/opt/iluvatar-ansible"
+ANSIBLE_LINKS = ("ansible", "ansible-playbook", "ansible-galaxy")
+"""The virtualenv's programs linked into ``/usr/local/bin``, so the build user runs them without activating it."""
+CROSS_VERSION = "0.2.5"
+ANSIBLE_VERSION = "10.7.0"
+WORKER_DEV_CONFIG = "src/Ilúvatar/iluvatar_worker/src/worker.dev.json"
+CONTROLLER_DEV_CONFIG = "src/Ilúvatar/iluvatar_controller/src/controller.dev.json"
+"""Where Ilúvatar's checkout keeps the development configs its ``.gitignore`` leaves out, relative to it."""
+
+# The shape and defaults of Ilúvatar's controller configuration (its `controller.json`, 2025-09), with influx off
+# and no token: a development controller on one machine.
+CONTROLLER_TEMPLATE: dict[str, Any] = {
+    "name": "controller",
+    "address": "127.0.0.1",
+    "port": 8078,
+    "timeout_sec": 6000,
+    "logging": {
+        "level": "info",
+        "directory": "/tmp/iluvatar/logs",
+        "basename": "controller",
+        "spanning": "NEW+CLOSE",
+        "flame": "",
+        "span_energy_monitoring": False,
+    },
+    "load_balancer": {"algorithm": {"type": "LeastLoaded", "load_metric": "LoadAvg", "thread_sleep_ms": 1000}},
+    "influx": {"host": "http://localhost:8086", "org": "ilu", "token": "", "enabled": False, "update_freq_ms": 1000},
+}
+
+_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+_VERSION = re.compile(r"[0-9][0-9A-Za-z.+-]{0,63}")
+
+
+def _check_user(user: str, home: str) -> None:
+    if not isinstance(user, str) or not _USER.fullmatch(user):
+        raise OperationValueError(f"user must be a user name, got {user!r}")
+    if not isinstance(home, str) or not home.startswith("/"):
+        raise OperationValueError(f"home must be an absolute path, got {home!r}")
+
+
+def _check_version(what: str, version: str) -> None:
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
+        raise OperationValueError(f"{what} must be a version such as 1.2.3, got {version!r}")
+
+
+def as_user(user: str, home: str, command: str) -> str:
+    """``command`` run by ``user`` in a login-like environment (``HOME``, ``~/.cargo/bin`` first on ``PATH``)."""
+    environment = f"HOME={shlex.quote(home)} PATH={shlex.quote(home + '/.cargo/bin')}:/usr/local/bin:/usr/bin:/bin"
+    if user == "root":
+        return f"cd {shlex.quote(home)} && env {environment} {command}"
+    return f"cd {shlex.quote(home)} && runuser -u {shlex.quote(user)} -- env {environment} {command}"
+
+
+@operation()
+def cross(user: str, home: str, venv: str = ANSIBLE_VENV, version: str = CROSS_VERSION) -> Generator[Any, None, None]:
+    """
+    Install ``cross`` at ``version`` for ``user`` (``cargo install --locked cross --version VERSION``, as that user,
+    into ``~/.cargo/bin``) unless the user's ``cross`` already reports it. The user's ``cargo`` (rustup's, or the
+    distribution's) builds it; without one the host fails (this host, not the others).
+
+    + user: the build user; home: its home directory
+    + venv: the ansible virtualenv (read in the same round trip, see ``facts.build.BuildTools``)
+    + version: the ``cross`` release on crates.io
+
+    **Example:**
+
+    .. code:: python
+
+        build.cross(name="cross for builder", user="builder", home="/home/builder", version="0.2.5")
+    """
+    _check_user(user, home)
+    _check_version("version", version)
+    tools = host.get_fact(BuildTools, home=home, venv=venv)
+    installed = tools["cross"]
+    if installed and installed["version"] == version:
+        host.noop(f"cross {version} is installed for {user} ({installed['path']})")
+        return
+    if tools["cargo"] is None:
+        yield fail_host(f"cannot build cross {version} for {user}: there is no cargo on its PATH")
+        return
+    yield StringCommand(as_user(user, home, f"cargo install --locked --quiet cross --version {shlex.quote(version)}"))
+
+
+@operation()
+def ansible(
+    version: str = ANSIBLE_VERSION, venv: str = ANSIBLE_VENV, home: str = "/root"
+) -> Generator[Any, None, None]:
+    """
+    Install ansible ``version`` (the ``ansible`` distribution from the package index) in the virtualenv ``venv``,
+    created with ``python3 -m venv`` when missing, never into the system Python; link its ``ansible``,
+    ``ansible-playbook`` and ``ansible-galaxy`` into ``/usr/local/bin``. Changes nothing when the virtualenv has
+    that version.
+
+    + version: the ``ansible`` release (``10.7.0``)
+    + venv: the virtualenv's path (root's; readable by every user)
+    + home: the build user's home (read in the same round trip, see ``facts.build.BuildTools``)
+
+    **Example:**
+
+    .. code:: python
+
+        build.ansible(name="ansible 10.7.0", version="10.7.0", venv="/opt/iluvatar-ansible")
+    """
+    _check_version("version", version)
+    if not isinstance(venv, str) or not venv.startswith("/"):
+        raise OperationValueError(f"venv must be an absolute path, got {venv!r}")
+    tools = host.get_fact(BuildTools, home=home, venv=venv)
+    installed = tools["ansible"] == version
+    if not installed:
+        quoted = shlex.quote(venv)
+        yield StringCommand(
+            f"test -x {quoted}/bin/python || python3 -m venv {quoted};"
+            f" {quoted}/bin/pip install --quiet --disable-pip-version-check ansible=={shlex.quote(version)}"
+        )
+    for program in ANSIBLE_LINKS:
+        yield from files.link._inner(path=f"/usr/local/bin/{program}", target=f"{venv}/bin/{program}")
+    if installed:  # said last: the links' own messages would hide it
+        host.noop(f"ansible {version} is installed in {venv} (ansible-core {tools['ansible_core']})")
+
+
+def render_controller(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A development controller's config: :data:`CONTROLLER_TEMPLATE` with ``overrides`` merged in."""
+    return deep_merge(copy.deepcopy(CONTROLLER_TEMPLATE), overrides or {})
+
+
+@operation()
+def dev_config(config: dict[str, Any], path: str, user: str = "root") -> Generator[Any, None, None]:
+    """
+    Write a development config (``worker.dev.json``, ``controller.dev.json``) as indented JSON, owned by ``user``,
+    mode 0600, only when its content changes. Its directory must exist (it is in Ilúvatar's checkout).
+
+    + config: the whole configuration; path: where it goes; user: its owner (the build user)
+
+    **Example:**
+
+    .. code:: python
+
+        build.dev_config(name="controller.dev.json", config=build.render_controller(),
+                         path="/home/builder/iluvatar-faas/" + build.CONTROLLER_DEV_CONFIG, user="builder")
+    """
+    _check_user(user, "/")
+    content = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+    yield from files.put._inner(src=StringIO(content), dest=path, user=user, mode="600")
