@@ -7,11 +7,12 @@ from pathlib import Path
 import click
 
 from pyinfra_iluvatar.releases import lockfile
-from pyinfra_iluvatar.releases.components import ARCHES, COMPONENTS, DEFAULT_ARCHES
+from pyinfra_iluvatar.releases.components import ARCHES, COMPONENTS, DEFAULT_ARCHES, OPTIONAL
 from pyinfra_iluvatar.releases.github import DEFAULT_API, GithubClient, GithubError
 from pyinfra_iluvatar.releases.godev import DEFAULT_DL, GoDevClient, GoDevError
 from pyinfra_iluvatar.releases.lockfile import Lock, LockedComponent, LockError
 from pyinfra_iluvatar.releases.resolve import ResolveError, resolve_all
+from pyinfra_iluvatar.releases.rustup import DEFAULT_DIST, RustupDistClient, RustupDistError
 from pyinfra_iluvatar.releases.specs import LATEST, Spec, SpecError, parse_spec
 from pyinfra_iluvatar.urls import http_url, redact
 
@@ -87,17 +88,33 @@ def _change(old: LockedComponent | None, new: LockedComponent) -> str:
     show_default=True,
     help="Go download page that lists releases as JSON (and serves the files).",
 )
+@click.option(
+    "--rustup",
+    callback=_spec,
+    metavar="SPEC",
+    help="rustup-init (build hosts) version: a version or latest; locked only when given or already in the lock file",
+)
+@click.option(
+    "--rustup-dist",
+    default=DEFAULT_DIST,
+    callback=_url,
+    show_default=True,
+    help="rustup's dist server (rustup/release-stable.toml and rustup/archive/…).",
+)
 def lock(
     lock_file: Path,
     containerd: Spec | None,
     cni_plugins: Spec | None,
     go: Spec | None,
     cnitool: Spec | None,
+    rustup: Spec | None,
     arches: tuple[str, ...],
     github_api: str,
     go_dl: str,
+    rustup_dist: str,
 ) -> None:
-    """Resolve containerd, the CNI plugins, Go and cnitool to exact versions and sha256-verified artifacts.
+    """Resolve containerd, the CNI plugins, Go and cnitool (and, for build hosts, rustup-init) to exact versions
+    and sha256-verified artifacts.
 
     A version spec is a version (2.1.4 or v2.1.4), a constraint (~=2.1 or '>=1.7,<2') or latest.
     Each component's spec defaults to the constraint recorded in the existing lock file, else latest, and --arch to
@@ -109,16 +126,27 @@ def lock(
         old = lockfile.load(lock_file) if lock_file.exists() else None
     except LockError as error:
         raise click.ClickException(f"{error} (fix or remove it, then re-run)") from None
-    given = {"containerd": containerd, "cni-plugins": cni_plugins, "go": go, "cnitool": cnitool}
-    specs = {name: given[name] or _recorded(old, name) for name in COMPONENTS}
+    given = {"containerd": containerd, "cni-plugins": cni_plugins, "go": go, "cnitool": cnitool, "rustup": rustup}
+    wanted = [
+        name
+        for name in COMPONENTS
+        if name not in OPTIONAL or given[name] is not None or (old is not None and name in old.components)
+    ]
+    specs = {name: given[name] or _recorded(old, name) for name in wanted}
     github = GithubClient.from_environment(github_api)
     token_note = " (GITHUB_TOKEN set)" if github.authenticated else ""
     if github.token_withheld:
         token_note = " (GITHUB_TOKEN not sent: plain http to a host that is not loopback)"
     click.echo(f"Resolving with {github.api}{token_note}", err=True)
     try:
-        new = resolve_all(specs, tuple(dict.fromkeys(arches)) or _locked_arches(old), github, GoDevClient(go_dl))
-    except (ResolveError, GithubError, GoDevError) as error:
+        new = resolve_all(
+            specs,
+            tuple(dict.fromkeys(arches)) or _locked_arches(old),
+            github,
+            GoDevClient(go_dl),
+            RustupDistClient(rustup_dist),
+        )
+    except (ResolveError, GithubError, GoDevError, RustupDistError) as error:
         raise click.ClickException(str(error)) from None
     for name, component in new.components.items():
         previous = old.components.get(name) if old is not None else None

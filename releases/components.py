@@ -1,6 +1,6 @@
 """What each locked component is: where its releases come from, how tags map to versions, which files it needs.
 
-Four components are locked:
+Five components can be locked:
 
 - ``containerd``: GitHub ``containerd/containerd``, tag ``v1.7.24``, asset ``containerd-1.7.24-linux-amd64.tar.gz``
   (files under ``bin/``) and its ``.sha256sum`` beside it.
@@ -10,6 +10,9 @@ Four components are locked:
   ``go1.23.4.linux-amd64.tar.gz``, sha256 in the listing itself).
 - ``cnitool``: GitHub ``containernetworking/cni``; only its tag is locked (upstream publishes no binaries, it is built
   with ``go install github.com/containernetworking/cni/cnitool@<tag>``).
+- ``rustup`` (build hosts, only when asked for): ``rustup-init`` from rustup's dist server
+  (``https://static.rust-lang.org/rustup/archive/1.28.2/x86_64-unknown-linux-gnu/rustup-init``) and the
+  ``.sha256`` beside it.
 
 Architectures are named as Debian names them (``dpkg --print-architecture``, pyinfra's ``deb.DebArch`` fact); each
 component maps them to its upstream's spelling (:data:`UPSTREAM_ARCH`), and a host's ``uname -m`` maps to them with
@@ -153,9 +156,50 @@ class GoToolchain:
         return PublishedFile(filename, f"/{filename}", self.mirror_path(filename))
 
 
-Downloadable = ReleaseAssets | GoToolchain
+RUST_TRIPLES: dict[str, str] = {
+    "amd64": "x86_64-unknown-linux-gnu",
+    "arm64": "aarch64-unknown-linux-gnu",
+    "ppc64el": "powerpc64le-unknown-linux-gnu",
+    "s390x": "s390x-unknown-linux-gnu",
+    "riscv64": "riscv64gc-unknown-linux-gnu",
+}
+"""Debian architecture name -> the Rust target triple rustup-init is published for."""
+
+
+@dataclass(frozen=True)
+class RustupInit:
+    """``rustup-init``, one executable per target triple on rustup's dist server; versions are ``1.28.2``."""
+
+    name: str
+    binary: str = "rustup-init"
+    host: str = "static.rust-lang.org"
+
+    def tag(self, version: str) -> str:
+        """The version as the dist server names it (``release-stable.toml``'s ``version``): the version itself."""
+        return version
+
+    def version(self, tag: str) -> str | None:
+        """The version of a dist server's version string, or None when it does not start with a digit."""
+        return tag if tag[:1].isdigit() else None
+
+    def filename(self, version: str, arch: str) -> str:
+        """The file's name: ``rustup-init`` for every version and architecture."""
+        return self.binary
+
+    def download_path(self, version: str, arch: str) -> str:
+        """``/rustup/archive/<version>/<triple>/rustup-init``, on the dist server (or a copy of it)."""
+        return f"/rustup/archive/{version}/{RUST_TRIPLES[arch]}/{self.binary}"
+
+    def published(self, version: str, arch: str) -> PublishedFile:
+        """``rustup-init`` for ``version`` on Debian architecture ``arch``; a mirror serves it under
+        ``static.rust-lang.org``."""
+        path = self.download_path(version, arch)
+        return PublishedFile(self.binary, path, self.host + path)
+
+
+Downloadable = ReleaseAssets | GoToolchain | RustupInit
 """A component with one archive per architecture (:meth:`~ReleaseAssets.published` says which)."""
-Component = ReleaseAssets | TagOnly | GoToolchain
+Component = ReleaseAssets | TagOnly | GoToolchain | RustupInit
 
 CONTAINERD = ReleaseAssets(
     "containerd",
@@ -171,6 +215,11 @@ CNI_PLUGINS = ReleaseAssets(
 )
 GO = GoToolchain("go")
 CNITOOL = TagOnly("cnitool", GithubSource("containernetworking", "cni"))
+RUSTUP = RustupInit("rustup")
 
-COMPONENTS: dict[str, Component] = {component.name: component for component in (CONTAINERD, CNI_PLUGINS, GO, CNITOOL)}
-"""Every locked component by name, in the order ``pyinfra-iluvatar lock`` resolves and reports them."""
+COMPONENTS: dict[str, Component] = {
+    component.name: component for component in (CONTAINERD, CNI_PLUGINS, GO, CNITOOL, RUSTUP)
+}
+"""Every lockable component by name, in the order ``pyinfra-iluvatar lock`` resolves and reports them."""
+OPTIONAL = frozenset({"rustup"})
+"""Components ``lock`` resolves only when asked (``--rustup``) or when the lock file already has them."""

@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 
 from packaging.version import InvalidVersion, Version
 
-from pyinfra_iluvatar.releases.components import ARCHES, COMPONENTS, Downloadable, GoToolchain, TagOnly
+from pyinfra_iluvatar.releases.components import ARCHES, COMPONENTS, Downloadable, GoToolchain, RustupInit, TagOnly
 from pyinfra_iluvatar.releases.specs import SpecError, parse_spec
 from pyinfra_iluvatar.urls import http_url, redact
 
@@ -275,7 +275,11 @@ class _Validator:
         except InvalidVersion:
             raise self.fail(f"{where}.version", f"{_shown(version)} is not a version") from None
         component = COMPONENTS[name]
-        expected_tag = component.tag(version) if isinstance(component, GoToolchain) else component.source.tag(version)
+        expected_tag = (
+            component.tag(version)
+            if isinstance(component, (GoToolchain, RustupInit))
+            else component.source.tag(version)
+        )
         tag = self.string(f"{where}.tag", entry["tag"])
         if tag != expected_tag:
             raise self.fail(

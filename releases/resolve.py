@@ -4,7 +4,8 @@ A pin asks GitHub for that tag. A constraint or ``latest`` lists every release a
 GitHub's newest by date) that satisfies the spec, is neither a draft nor a prerelease, and has every file needed for
 every requested architecture. Each artifact's sha256 comes from upstream's checksum file; where the API reports a
 ``digest`` for the artifact or the checksum file, the two must agree. Go comes from go.dev's listing, whose sha256
-are part of it.
+are part of it. rustup-init comes from rustup's dist server: its current version or a pinned one (the server lists
+no versions, so no constraint), each architecture's sha256 from the ``.sha256`` file beside it.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from pyinfra_iluvatar.releases.components import (
     GithubSource,
     GoToolchain,
     ReleaseAssets,
+    RustupInit,
     TagOnly,
 )
 from pyinfra_iluvatar.releases.github import Asset, GithubClient, GithubError, NotFound, Release
 from pyinfra_iluvatar.releases.godev import GoDevClient
 from pyinfra_iluvatar.releases.lockfile import Artifact, Lock, LockedComponent
+from pyinfra_iluvatar.releases.rustup import RustupDistClient
 from pyinfra_iluvatar.releases.specs import Spec
 from pyinfra_iluvatar.urls import redact
 
@@ -162,6 +165,26 @@ def _go(component: GoToolchain, spec: Spec, arches: Sequence[str], godev: GoDevC
     raise ResolveError(_nothing_found(component.name, spec, godev.dl, arches, skipped))
 
 
+def _rustup(component: RustupInit, spec: Spec, arches: Sequence[str], dist: RustupDistClient) -> LockedComponent:
+    if spec.pin is None and spec.text != "latest":
+        raise ResolveError(
+            f"{component.name} {spec.text}: rustup's dist server lists no versions: give a version (1.28.2) or latest"
+        )
+    version = spec.pin or dist.stable_version()
+    artifacts = {}
+    for arch in arches:
+        path = component.download_path(version, arch)
+        text = dist.checksum(path)
+        if text is None:
+            raise ResolveError(f"{component.name} {version}: {dist.url(path)}.sha256 does not exist (HTTP 404)")
+        sha256 = checksum_for(text, component.binary)
+        if sha256 is None:
+            raise ResolveError(f"{component.name} {version}: {dist.url(path)}.sha256 holds no sha256")
+        published = component.published(version, arch)
+        artifacts[arch] = Artifact(published.filename, dist.url(path), sha256, published.mirror_path)
+    return LockedComponent(component.name, version, component.tag(version), spec.text, artifacts)
+
+
 def _nothing_found(name: str, spec: Spec, where: str, arches: Sequence[str], skipped: list[str]) -> str:
     wanted = f" with files for {', '.join(arches)}" if arches else ""
     message = f"{name}: no stable release in {where} satisfies {spec.text!r}{wanted}"
@@ -171,16 +194,31 @@ def _nothing_found(name: str, spec: Spec, where: str, arches: Sequence[str], ski
     return message
 
 
-def resolve(name: str, spec: Spec, arches: Sequence[str], github: GithubClient, godev: GoDevClient) -> LockedComponent:
+def resolve(
+    name: str,
+    spec: Spec,
+    arches: Sequence[str],
+    github: GithubClient,
+    godev: GoDevClient,
+    dist: RustupDistClient | None = None,
+) -> LockedComponent:
     """Resolve component ``name`` (a key of ``COMPONENTS``) for Debian architectures ``arches``."""
     component = COMPONENTS[name]
     if isinstance(component, ReleaseAssets):
         return _release_assets(component, spec, arches, github)
     if isinstance(component, TagOnly):
         return _tag_only(component, spec, github)
+    if isinstance(component, RustupInit):
+        return _rustup(component, spec, arches, dist or RustupDistClient())
     return _go(component, spec, arches, godev)
 
 
-def resolve_all(specs: Mapping[str, Spec], arches: Sequence[str], github: GithubClient, godev: GoDevClient) -> Lock:
-    """Resolve every component in ``COMPONENTS`` order; ``specs`` has one spec per component."""
-    return Lock({name: resolve(name, specs[name], arches, github, godev) for name in COMPONENTS})
+def resolve_all(
+    specs: Mapping[str, Spec],
+    arches: Sequence[str],
+    github: GithubClient,
+    godev: GoDevClient,
+    dist: RustupDistClient | None = None,
+) -> Lock:
+    """Resolve each component ``specs`` has a spec for, in ``COMPONENTS`` order."""
+    return Lock({name: resolve(name, specs[name], arches, github, godev, dist) for name in COMPONENTS if name in specs})
