@@ -795,6 +795,30 @@ BUILD_ENGINE: DataKey[str] = DataKey(
     choices(BUILD_ENGINES),
     "The container engine `cross` builds in: Docker (the `iluvatar_docker_*` keys apply) or Podman.",
 )
+RUST_SOURCES = ("rustup", "distribution")
+RUST_SOURCE: DataKey[str] = DataKey(
+    "iluvatar_rust_source",
+    "rustup",
+    _one_of(*RUST_SOURCES),
+    choices(RUST_SOURCES),
+    "Rust for the build user from rustup (`rustup-init` from the lock: `lock --rustup latest`) or the distribution's"
+    " `rustc`/`cargo`.",
+)
+
+
+def _toolchain(value: Any) -> str:
+    if not isinstance(value, str) or not build.TOOLCHAIN.fullmatch(value):
+        raise ValueError("not a toolchain: stable, beta, nightly or a version, with an optional -YYYY-MM-DD")
+    return value
+
+
+RUST_TOOLCHAIN: DataKey[str] = DataKey(
+    "iluvatar_rust_toolchain",
+    build.RUST_TOOLCHAIN,
+    _toolchain,
+    "`stable`, `beta`, `nightly` or a version (`1.85.0`), each with an optional `-YYYY-MM-DD`",
+    "The build user's default Rust toolchain (rustup only).",
+)
 CROSS_VERSION: DataKey[str | None] = DataKey(
     "iluvatar_cross_version",
     build.CROSS_VERSION,
@@ -898,6 +922,8 @@ ALL_KEYS: tuple[DataKey[Any], ...] = (
     SMOKE_SUBNET,
     BUILD_USER,
     BUILD_ENGINE,
+    RUST_SOURCE,
+    RUST_TOOLCHAIN,
     CROSS_VERSION,
     ANSIBLE_VERSION,
     ANSIBLE_VENV,

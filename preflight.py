@@ -296,6 +296,8 @@ def _components(parts: Iterable[Part], values: Mapping[str, Any]) -> list[str]:
     containerd = "containerd" in parts or ("worker" in parts and "containerd" in isolation)
     cni = "cni" in parts or ("worker" in parts and "containerd" in isolation)
     components = ["containerd"] if containerd and "docker" not in isolation else []
+    if "build" in parts and values[data.RUST_SOURCE.name] == "rustup":
+        components.append("rustup")
     if cni:
         components += ["cni-plugins", "cnitool"]
         if not values[data.CNITOOL_PREBUILT.name]:

@@ -18,7 +18,7 @@ from pyinfra.context import host
 
 from pyinfra_iluvatar import data, preflight
 from pyinfra_iluvatar.deploys.docker import docker_engine
-from pyinfra_iluvatar.operations import build, docker, packages
+from pyinfra_iluvatar.operations import build, docker, packages, release
 from pyinfra_iluvatar.operations.worker_config import render
 
 BUILD_PACKAGES = [
@@ -31,11 +31,10 @@ BUILD_PACKAGES = [
     "curl",
     "ca-certificates",
     "python3-venv",
-    "rustc",
-    "cargo",
 ]
 """The page's build dependencies (its commented-out list, which ``cross``'s images make optional but a native
-``make`` needs), the distribution's Rust, and what the virtualenv needs."""
+``make`` needs), and what rustup and the virtualenv need."""
+DISTRIBUTION_RUST = ["rustc", "cargo"]
 PODMAN_PACKAGES = ["podman", "uidmap", "slirp4netns", "fuse-overlayfs"]
 """Podman and what it needs to run rootless containers for a build user."""
 
@@ -70,13 +69,38 @@ def build_host() -> None:
     assert settings.build_home is not None  # pre-flight found the build user
     user, home = settings.get(data.BUILD_USER), settings.build_home
     engine = settings.get(data.BUILD_ENGINE)
-    extra = PODMAN_PACKAGES if engine == "podman" else []
+    rustup = settings.get(data.RUST_SOURCE) == "rustup"
+    extra = (PODMAN_PACKAGES if engine == "podman" else []) + ([] if rustup else DISTRIBUTION_RUST)
     packages.apt_installed(name="Build packages", packages=BUILD_PACKAGES + extra)
     if engine == "docker":
         docker_engine(settings=settings)
         if user != "root":
             docker.group_members(name="Build user in the docker group", users=[user])
     venv = settings.get(data.ANSIBLE_VENV)
+    if rustup:
+        locked = settings.locked("rustup")
+        release.install(
+            name=f"rustup-init {locked.version}",
+            component="rustup",
+            version=locked.version,
+            artifact=settings.artifact("rustup"),
+            destination=build.RUSTUP_INIT_DIR,
+            layout="binary",
+            binary_name="rustup-init",
+            download=settings.get(data.DOWNLOAD),
+            mirror=settings.get(data.MIRROR),
+            cache_dir=settings.get(data.DOWNLOAD_CACHE),
+        )
+        toolchain = settings.get(data.RUST_TOOLCHAIN)
+        build.rust_toolchain(
+            name=f"Rust {toolchain} for {user}",
+            user=user,
+            home=home,
+            toolchain=toolchain,
+            rustup_init=f"{build.RUSTUP_INIT_DIR}/rustup-init",
+            mirror=settings.get(data.MIRROR),
+            venv=venv,
+        )
     if version := settings.get(data.CROSS_VERSION):
         build.cross(name=f"cross {version} for {user}", user=user, home=home, venv=venv, version=version)
     if version := settings.get(data.ANSIBLE_VERSION):

@@ -10,13 +10,14 @@ from pyinfra.api.exceptions import FactProcessError
 from pyinfra.api.facts import FactBase
 from typing_extensions import override
 
-TOOLS = ("rustc", "cargo", "cross")
+TOOLS = ("rustup", "rustc", "cargo", "cross")
 """The programs looked up on the build user's ``PATH`` (``~/.cargo/bin`` first, as rustup and cargo install put
 them)."""
 ANSIBLE_DISTRIBUTIONS = ("ansible", "ansible-core")
 
 _VERSION = re.compile(r"\b(\d+\.\d+\.\d+[0-9A-Za-z.+~-]*)")
-_TOOL_LINE = re.compile(r"(?P<name>rustc|cargo|cross) (?P<path>-|/\S+)(?: (?P<said>.*))?")
+_TOOL_LINE = re.compile(r"(?P<name>rustup|rustc|cargo|cross) (?P<path>-|/\S+)(?: (?P<said>.*))?")
+_TOOLCHAIN_LINE = re.compile(r"toolchain (?P<name>[A-Za-z0-9._-]+)(?: \((?P<notes>[a-z, ]+)\))?")
 _PACKAGE_LINE = re.compile(r"(?P<name>ansible|ansible-core) (?P<version>-|\S+)")
 
 
@@ -29,10 +30,20 @@ class Tool(TypedDict):
     """The first line ``--version`` printed (``None`` version: not a version this fact recognises)."""
 
 
-class BuildToolsInfo(TypedDict):
-    """What a build user has: each of :data:`TOOLS` (``None``: not found) and the ansible packages' versions in
-    the virtualenv (``None``: not installed there, or no virtualenv)."""
+class Toolchain(TypedDict):
+    """One toolchain rustup has installed for the user (``stable-x86_64-unknown-linux-gnu``), and whether it is the
+    default."""
 
+    name: str
+    default: bool
+
+
+class BuildToolsInfo(TypedDict):
+    """What a build user has: each of :data:`TOOLS` (``None``: not found), the toolchains its rustup has installed,
+    and the ansible packages' versions in the virtualenv (``None``: not installed there, or no virtualenv)."""
+
+    rustup: Tool | None
+    toolchains: list[Toolchain]
     rustc: Tool | None
     cargo: Tool | None
     cross: Tool | None
@@ -42,12 +53,12 @@ class BuildToolsInfo(TypedDict):
 
 class BuildTools(FactBase[BuildToolsInfo]):
     """
-    Returns the Rust toolchain and ``cross`` the build user whose home is ``home`` runs (looked up on
+    Returns the rustup, Rust toolchain and ``cross`` the build user whose home is ``home`` runs (looked up on
     ``~/.cargo/bin``, then ``/usr/local/bin``, ``/usr/bin``, ``/bin``; each one's path and the version its
     ``--version`` reports, run from ``/`` with the user's ``HOME`` and ``RUSTUP_AUTO_INSTALL=0`` so that a rustup
-    proxy answers without installing anything), and the versions of the ``ansible`` and ``ansible-core``
-    distributions installed in the virtualenv ``venv`` (read with that virtualenv's own Python). One round trip;
-    runs nothing as the user.
+    proxy answers without installing anything), the toolchains its rustup lists (``rustup toolchain list``), and
+    the versions of the ``ansible`` and ``ansible-core`` distributions installed in the virtualenv ``venv`` (read
+    with that virtualenv's own Python). One round trip; runs nothing as the user.
     """
 
     @override
@@ -63,16 +74,31 @@ class BuildTools(FactBase[BuildToolsInfo]):
             f' if [ -n "$p" ]; then v=$(HOME={home_} RUSTUP_AUTO_INSTALL=0 "$p" --version 2>/dev/null </dev/null);'
             ' printf \'%s %s %s\\n\' "$tool" "$p" "$(echo "$v" | head -n 1)";'
             ' else echo "$tool -"; fi; done;'
+            f' r=$(PATH={path} command -v rustup) && HOME={home_} RUSTUP_AUTO_INSTALL=0 "$r" toolchain list 2>/dev/null'
+            " | sed -n 's/^\\([A-Za-z0-9._-]*\\)\\( (\\([a-z, ]*\\))\\)\\{0,1\\}$/toolchain &/p';"
             f" if [ -x {python} ]; then {python} -c {shlex.quote(script)};"
             " else echo 'ansible -'; echo 'ansible-core -'; fi"
         )
 
     @override
     def process(self, output: list[str]) -> BuildToolsInfo:
-        found: BuildToolsInfo = {"rustc": None, "cargo": None, "cross": None, "ansible": None, "ansible_core": None}
+        found: BuildToolsInfo = {
+            "rustup": None,
+            "toolchains": [],
+            "rustc": None,
+            "cargo": None,
+            "cross": None,
+            "ansible": None,
+            "ansible_core": None,
+        }
         for line in output:
             tool = _TOOL_LINE.fullmatch(line)
-            package = None if tool else _PACKAGE_LINE.fullmatch(line)
+            toolchain = None if tool else _TOOLCHAIN_LINE.fullmatch(line)
+            package = None if tool or toolchain else _PACKAGE_LINE.fullmatch(line)
+            if toolchain:
+                notes = (toolchain["notes"] or "").split(", ")
+                found["toolchains"].append({"name": toolchain["name"], "default": "default" in notes})
+                continue
             if tool and tool["path"] != "-":
                 said = (tool["said"] or "").strip()
                 version = _VERSION.search(said)

@@ -25,6 +25,9 @@ from pyinfra_iluvatar.facts.build import BuildTools
 from pyinfra_iluvatar.operations._failure import fail_host
 from pyinfra_iluvatar.operations.worker_config import deep_merge
 
+RUSTUP_INIT_DIR = "/usr/local/lib/pyinfra-iluvatar/rustup"
+"""Where the locked ``rustup-init`` is installed (root's, executable by every user)."""
+RUST_TOOLCHAIN = "stable"
 ANSIBLE_VENV = "/opt/iluvatar-ansible"
 ANSIBLE_LINKS = ("ansible", "ansible-playbook", "ansible-galaxy")
 """The virtualenv's programs linked into ``/usr/local/bin``, so the build user runs them without activating it."""
@@ -55,6 +58,8 @@ CONTROLLER_TEMPLATE: dict[str, Any] = {
 
 _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _VERSION = re.compile(r"[0-9][0-9A-Za-z.+-]{0,63}")
+TOOLCHAIN = re.compile(r"(stable|beta|nightly|[0-9]+\.[0-9]+(\.[0-9]+)?)(-[0-9]{4}-[0-9]{2}-[0-9]{2})?")
+"""A rustup toolchain name without its host triple: a channel or a version, with an optional archive date."""
 
 
 def _check_user(user: str, home: str) -> None:
@@ -70,11 +75,69 @@ def _check_version(what: str, version: str) -> None:
 
 
 def as_user(user: str, home: str, command: str) -> str:
-    """``command`` run by ``user`` in a login-like environment (``HOME``, ``~/.cargo/bin`` first on ``PATH``)."""
+    """The shell ``command`` run by ``user`` in a login-like environment (its home as the working directory and
+    ``HOME``, ``~/.cargo/bin`` first on ``PATH``)."""
     environment = f"HOME={shlex.quote(home)} PATH={shlex.quote(home + '/.cargo/bin')}:/usr/local/bin:/usr/bin:/bin"
+    run = f"env {environment} sh -c {shlex.quote(command)}"
     if user == "root":
-        return f"cd {shlex.quote(home)} && env {environment} {command}"
-    return f"cd {shlex.quote(home)} && runuser -u {shlex.quote(user)} -- env {environment} {command}"
+        return f"cd {shlex.quote(home)} && {run}"
+    return f"cd {shlex.quote(home)} && runuser -u {shlex.quote(user)} -- {run}"
+
+
+def rustup_environment(mirror: str | None) -> str:
+    """``env`` settings that make rustup download from ``<mirror>/static.rust-lang.org`` (nothing without one)."""
+    if not mirror:
+        return ""
+    dist = f"{mirror}/static.rust-lang.org"
+    return f"RUSTUP_DIST_SERVER={shlex.quote(dist)} RUSTUP_UPDATE_ROOT={shlex.quote(dist + '/rustup')} "
+
+
+@operation()
+def rust_toolchain(
+    user: str,
+    home: str,
+    toolchain: str = RUST_TOOLCHAIN,
+    rustup_init: str = f"{RUSTUP_INIT_DIR}/rustup-init",
+    mirror: str | None = None,
+    venv: str = ANSIBLE_VENV,
+) -> Generator[Any, None, None]:
+    """
+    Give ``user`` rustup and ``toolchain`` as its default, the way the Rust install page does, as that user:
+    without rustup, ``rustup-init -y --profile minimal --default-toolchain TOOLCHAIN`` (the verified ``rustup-init``
+    the deploy installed from the lock; it adds ``~/.cargo/bin`` to the user's shell profile); with rustup but
+    without the toolchain, ``rustup toolchain install``; with it but another default, ``rustup default``. Changes
+    nothing when the toolchain is installed and the default.
+
+    + user: the build user; home: its home directory
+    + toolchain: ``stable``, ``beta``, ``nightly`` or a version (``1.85.0``), with an optional date
+    + rustup_init: the ``rustup-init`` to run
+    + mirror: downloads from ``<mirror>/static.rust-lang.org`` (``RUSTUP_DIST_SERVER``) instead of upstream
+    + venv: the ansible virtualenv (read in the same round trip, see ``facts.build.BuildTools``)
+
+    **Example:**
+
+    .. code:: python
+
+        build.rust_toolchain(name="Rust for builder", user="builder", home="/home/builder", toolchain="1.85.0")
+    """
+    _check_user(user, home)
+    if not isinstance(toolchain, str) or not TOOLCHAIN.fullmatch(toolchain):
+        raise OperationValueError(
+            f"toolchain must be stable, beta, nightly or a version such as 1.85.0, got {toolchain!r}"
+        )
+    tools = host.get_fact(BuildTools, home=home, venv=venv)
+    environment = rustup_environment(mirror)
+    matching = [found for found in tools["toolchains"] if found["name"].startswith(f"{toolchain}-")]
+    if tools["rustup"] is None:
+        command = f"{shlex.quote(rustup_init)} -y --profile minimal --default-toolchain {toolchain}"
+    elif not matching:
+        command = f"rustup toolchain install --profile minimal {toolchain} && rustup default {toolchain}"
+    elif not any(found["default"] for found in matching):
+        command = f"rustup default {toolchain}"
+    else:
+        host.noop(f"{user}'s default Rust toolchain is {matching[0]['name']}")
+        return
+    yield StringCommand(as_user(user, home, f"{environment}{command}"))
 
 
 @operation()

@@ -48,7 +48,15 @@ from urllib.parse import urlsplit
 
 from packaging.version import InvalidVersion, Version
 
-from pyinfra_iluvatar.releases.components import ARCHES, COMPONENTS, Downloadable, GoToolchain, RustupInit, TagOnly
+from pyinfra_iluvatar.releases.components import (
+    ARCHES,
+    COMPONENTS,
+    OPTIONAL,
+    Downloadable,
+    GoToolchain,
+    RustupInit,
+    TagOnly,
+)
 from pyinfra_iluvatar.releases.specs import SpecError, parse_spec
 from pyinfra_iluvatar.urls import http_url, redact
 
@@ -116,9 +124,11 @@ class Lock:
         """The locked component called ``name``; :class:`LockError` names the file and how to add it when absent."""
         if name not in self.components:
             where, option = (self.source, f" --lock-file {self.source}") if self.source else ("the lock", "")
+            asked = f" --{name} latest" if name in OPTIONAL else ""
+            effect = "which adds it" if name in OPTIONAL else "which locks every component"
             raise LockError(
                 f"{where} has no component {name!r} (it has {', '.join(self.components) or 'none'}):"
-                f" run `pyinfra-iluvatar lock{option}`, which locks every component"
+                f" run `pyinfra-iluvatar lock{asked}{option}`, {effect}"
             )
         return self.components[name]
 

@@ -1,20 +1,29 @@
 """The build host end to end on a sandbox host, for what can run here.
 
-The distribution's Rust, Podman, the build packages and ansible (from the package index, through the sandbox's
-proxy, into its own virtualenv) are installed for real for a build user who is not root, the development configs
-written into a checkout, and a second run changes nothing. Not run here: ``cross`` (built from crates.io, which the
-sandbox's proxy does not reach; its operation is covered by fixtures) and Docker as the engine (its deploy has its
-own end-to-end tests).
+Podman, the build packages and ansible (from the package index, through the sandbox's proxy, into its own
+virtualenv) are installed for real for a build user who is not root, the development configs written into a
+checkout, and a second run changes nothing; once with the distribution's Rust, once with rustup: ``rustup-init``
+locked from a dist server shaped like static.rust-lang.org, served from the gateway, verified and installed, then run
+as the build user. That ``rustup-init`` is a stand-in (:data:`RUSTUP_INIT`): the real one downloads a toolchain from
+static.rust-lang.org, which the sandbox cannot reach. Not run here: ``cross`` (built from crates.io, which the
+sandbox's proxy does not reach; its operation is covered by fixtures) and Docker as the engine (its deploy has its own
+end-to-end tests).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pyinfra_iluvatar.operations.build import CONTROLLER_DEV_CONFIG, WORKER_DEV_CONFIG
+from pyinfra_iluvatar.operations.build import CONTROLLER_DEV_CONFIG, RUSTUP_INIT_DIR, WORKER_DEV_CONFIG
+from pyinfra_iluvatar.releases import lockfile
+from pyinfra_iluvatar.releases.components import RUSTUP
+from pyinfra_iluvatar.tests.support.docker_repo import serve
 from pyinfra_iluvatar.tests.support.lab import Lab, changed
 
 pytestmark = pytest.mark.sandbox
@@ -24,13 +33,60 @@ CHECKOUT = f"{HOME}/iluvatar-faas"
 VENV = "/opt/iluvatar-ansible"
 ANSIBLE = "10.7.0"
 CLEAN = (
-    f"rm -rf {VENV} /usr/local/bin/ansible /usr/local/bin/ansible-playbook /usr/local/bin/ansible-galaxy;"
-    f" userdel -r {USER} 2>/dev/null; true"
+    f"rm -rf {VENV} /usr/local/bin/ansible /usr/local/bin/ansible-playbook /usr/local/bin/ansible-galaxy"
+    f" {RUSTUP_INIT_DIR} /var/lib/pyinfra-iluvatar/releases/rustup*; userdel -r {USER} 2>/dev/null; true"
 )
+RUSTUP_VERSION = "1.28.2"
+RUSTUP_INIT = """#!/bin/sh
+# A stand-in for rustup-init (pyinfra-iluvatar tests): installs ~/.cargo/bin/{rustup,rustc,cargo} stand-ins and
+# records the default toolchain, as `rustup-init -y --profile minimal --default-toolchain X` would.
+set -eu
+toolchain=stable
+while [ $# -gt 0 ]; do
+  case "$1" in --default-toolchain) toolchain=$2; shift 2 ;; *) shift ;; esac
+done
+mkdir -p "$HOME/.cargo/bin" "$HOME/.rustup/toolchains/$toolchain-x86_64-unknown-linux-gnu"
+echo "$toolchain-x86_64-unknown-linux-gnu" > "$HOME/.rustup/default"
+cat > "$HOME/.cargo/bin/rustup" <<'STANDIN'
+#!/bin/sh
+case "$1" in
+  --version) echo "rustup 1.28.2 (test stand-in)" ;;
+  default) mkdir -p "$HOME/.rustup/toolchains/$2-x86_64-unknown-linux-gnu"
+      echo "$2-x86_64-unknown-linux-gnu" > "$HOME/.rustup/default" ;;
+  toolchain)
+    if [ "$2" = install ]; then mkdir -p "$HOME/.rustup/toolchains/$5-x86_64-unknown-linux-gnu"; exit 0; fi
+    for t in $(ls "$HOME/.rustup/toolchains"); do
+      if [ "$t" = "$(cat "$HOME/.rustup/default")" ]; then echo "$t (default)"; else echo "$t"; fi; done ;;
+esac
+STANDIN
+printf '#!/bin/sh\necho "rustc 1.85.0 (test stand-in)"\n' > "$HOME/.cargo/bin/rustc"
+printf '#!/bin/sh\necho "cargo 1.85.0 (test stand-in)"\n' > "$HOME/.cargo/bin/cargo"
+chmod +x "$HOME/.cargo/bin/rustup" "$HOME/.cargo/bin/rustc" "$HOME/.cargo/bin/cargo"
+"""
+"""What the stand-in ``rustup-init`` does for a user: what the real one would leave, minus a real toolchain; its
+``rustup`` answers ``--version``, ``toolchain list``, ``toolchain install --profile minimal X`` and ``default X``."""
+
+
+@pytest.fixture(scope="module")
+def rustup_lock(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A lock file with rustup-init for amd64, served from the gateway the way rustup's dist server lays it out."""
+    root = tmp_path_factory.mktemp("rustup-dist")
+    path = RUSTUP.download_path(RUSTUP_VERSION, "amd64")
+    (root / path.lstrip("/")).parent.mkdir(parents=True)
+    (root / path.lstrip("/")).write_text(RUSTUP_INIT)
+    sha256 = hashlib.sha256(RUSTUP_INIT.encode()).hexdigest()
+    mirror_path = RUSTUP.published(RUSTUP_VERSION, "amd64").mirror_path
+    with serve(root, host=lab.session.sandbox.gateway) as server:
+        artifact = lockfile.Artifact("rustup-init", server.url + path, sha256, mirror_path)
+        locked = lockfile.LockedComponent("rustup", RUSTUP_VERSION, RUSTUP_VERSION, "latest", {"amd64": artifact})
+        lock_file = root / "iluvatar.lock.json"
+        lockfile.dump(lockfile.Lock({"rustup": locked}), lock_file)
+        yield lock_file
 
 
 def run(lab: Lab, host: str, **data: Any) -> dict[str, Any]:
     settings = {
+        "iluvatar_rust_source": "distribution",
         "iluvatar_build_user": USER,
         "iluvatar_build_engine": "podman",
         "iluvatar_cross_version": "",
@@ -81,3 +137,33 @@ def test_a_build_user_that_does_not_exist_stops_the_run(lab: Lab) -> None:
     assert report["returncode"] != 0
     assert "iluvatar_build_user = 'nobody-here' (--data) is not a user on this host" in report["stderr"]
     assert "nothing was changed on any host" in report["stderr"]
+
+
+def test_rust_from_the_locked_rustup_init_for_the_build_user(lab: Lab, rustup_lock: Path) -> None:
+    host = lab.hosts[2]
+    rust = {
+        "iluvatar_rust_source": "rustup",
+        "iluvatar_rust_toolchain": "1.85.0",
+        "iluvatar_lock_file": str(rustup_lock),
+        "iluvatar_ansible_version": "",
+        "iluvatar_build_checkout": "",
+    }
+    try:
+        lab.ssh(host, f"useradd -m {USER}")
+        report = run(lab, host, **rust)
+        assert report["returncode"] == 0, report["stderr"][-4000:]
+        installed = lab.ssh(host, f"sha256sum {RUSTUP_INIT_DIR}/rustup-init").split()[0]
+        assert installed == hashlib.sha256(RUSTUP_INIT.encode()).hexdigest()
+        listed = lab.ssh(host, f"runuser -u {USER} -- env HOME={HOME} {HOME}/.cargo/bin/rustup toolchain list")
+        assert listed.strip() == "1.85.0-x86_64-unknown-linux-gnu (default)"
+        assert lab.ssh(host, f"stat -c %U {HOME}/.cargo/bin/rustc").strip() == USER  # run as the user, not root
+        assert "rustc" not in lab.ssh(host, "dpkg-query -W -f '${Package}\\n'").split()  # not the distribution's
+
+        again = run(lab, host, **rust)
+        assert again["returncode"] == 0 and changed(again) == {}, again["stderr"][-4000:]
+        other = run(lab, host, **{**rust, "iluvatar_rust_toolchain": "stable"})
+        assert other["returncode"] == 0, other["stderr"][-4000:]
+        listed = lab.ssh(host, f"runuser -u {USER} -- env HOME={HOME} {HOME}/.cargo/bin/rustup toolchain list")
+        assert "stable-x86_64-unknown-linux-gnu (default)" in listed
+    finally:
+        lab.session.ssh(host, CLEAN)
