@@ -774,6 +774,27 @@ WORKER_CONFIG_OVERRIDES: DataKey[Mapping[str, Any]] = DataKey(
 )
 
 
+ROLES = ("worker", "build")
+
+
+def _roles(value: Any) -> tuple[str, ...]:
+    names = [part.strip() for part in value.split(",")] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(name, str) for name in names):
+        raise ValueError("not a role or a list of them")
+    if bad := [name for name in names if name not in ROLES]:
+        raise ValueError(f"not a role: {', '.join(shown(name) for name in bad)}")
+    return tuple(dict.fromkeys(names))
+
+
+ROLE: DataKey[tuple[str, ...]] = DataKey(
+    "iluvatar_role",
+    ("worker",),
+    _roles,
+    f"one of {choices(ROLES)}, or a list of them",
+    "What `check` checks the host for: an Ilúvatar worker (`deploys/worker.py`), a build host (`deploys/build.py`).",
+)
+
+
 def _user(value: Any) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value):
         raise ValueError("not a user name")
@@ -855,6 +876,54 @@ BUILD_CHECKOUT: DataKey[str | None] = DataKey(
 )
 
 
+BUILD_REPOSITORY: DataKey[str | None] = DataKey(
+    "iluvatar_build_repository",
+    None,
+    _optional_url,
+    "an http(s) URL without credentials (`https://github.com/COS-IN/iluvatar-faas.git`), or empty",
+    "Clone Ilúvatar from here into `iluvatar_build_checkout` (as the build user); empty: no clone.",
+)
+
+
+def _git_ref(value: Any) -> str:
+    if not isinstance(value, str) or not build.GIT_REF.fullmatch(value):
+        raise ValueError("not a branch, tag or commit name")
+    return value
+
+
+BUILD_REF: DataKey[str] = DataKey(
+    "iluvatar_build_ref",
+    "master",
+    _git_ref,
+    "a branch, tag or commit of the repository",
+    "What the checkout follows: checked out again (and rebuilt) only when it names another commit upstream.",
+)
+
+
+def _optional_target(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not build.MAKE_TARGET.fullmatch(value):
+        raise ValueError("not a make target name")
+    return value
+
+
+BUILD_TARGET: DataKey[str | None] = DataKey(
+    "iluvatar_build_target",
+    None,
+    _optional_target,
+    "a target of Ilúvatar's Makefile (`release`, `debug`, `relwdebug`, …), or empty",
+    "Build this target in the checkout (`make TARGET_PLAT=… <target>`, as the build user); empty: no build.",
+)
+BUILD_PLATFORM: DataKey[str] = DataKey(
+    "iluvatar_build_platform",
+    build.TARGET_PLATFORMS[0],
+    _one_of(*build.TARGET_PLATFORMS),
+    choices(build.TARGET_PLATFORMS),
+    "The `TARGET_PLAT` the build is for (`aarch64-unknown-linux-gnu`: Jetsons).",
+)
+
+
 def _network(value: Any) -> str:
     try:
         network = ipaddress.IPv4Network(value)
@@ -920,6 +989,7 @@ ALL_KEYS: tuple[DataKey[Any], ...] = (
     LOAD_BALANCER_URL,
     WORKER_CONFIG_OVERRIDES,
     SMOKE_SUBNET,
+    ROLE,
     BUILD_USER,
     BUILD_ENGINE,
     RUST_SOURCE,
@@ -928,4 +998,8 @@ ALL_KEYS: tuple[DataKey[Any], ...] = (
     ANSIBLE_VERSION,
     ANSIBLE_VENV,
     BUILD_CHECKOUT,
+    BUILD_REPOSITORY,
+    BUILD_REF,
+    BUILD_TARGET,
+    BUILD_PLATFORM,
 )

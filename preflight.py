@@ -271,6 +271,9 @@ def _cross_checks(target: Host, values: Mapping[str, Any]) -> list[str]:
         errors.append(data.error(target, data.GPU_MPS, "needs GPU support, but iluvatar_gpu is false"))
     if values[data.GPU_MPS.name] and "docker" not in values[data.ISOLATION.name]:
         errors.append(data.error(target, data.GPU_MPS, "needs Docker (the MPS daemon is a Docker container)"))
+    for key in (data.BUILD_REPOSITORY, data.BUILD_TARGET):
+        if values[key.name] and not values[data.BUILD_CHECKOUT.name]:
+            errors.append(data.error(target, key, "needs iluvatar_build_checkout, the checkout's path"))
     if values[data.DOWNLOAD.name] == "controller":
         cache = values[data.DOWNLOAD_CACHE.name]
         if unusable := _not_a_directory(Path(os.path.expanduser(cache))):

@@ -1,9 +1,11 @@
 """
 A host that builds Ilúvatar and drives its clusters, the setup page's "Build Setup": the build packages (a C
-toolchain, ``pkg-config``, ``libssl-dev``, ``protobuf-compiler``, ``make``, ``git``) and the distribution's Rust
-(``rustc``, ``cargo``), a container engine for ``cross`` (Docker, with the build user in the ``docker`` group, or
-Podman), ``cross`` for the build user, ansible in its own virtualenv, and — with ``iluvatar_build_checkout`` —
-``worker.dev.json`` and ``controller.dev.json`` for a single-machine setup in that checkout.
+toolchain, ``pkg-config``, ``libssl-dev``, ``protobuf-compiler``, ``make``, ``git``), a container engine for
+``cross`` (Docker, with the build user in the ``docker`` group, or Podman), Rust (rustup, verified through the lock,
+or the distribution's) and ``cross`` for the build user, ansible in its own virtualenv, and — with
+``iluvatar_build_checkout`` — Ilúvatar cloned there at a ref and built (``iluvatar_build_repository``,
+``iluvatar_build_target``), and ``worker.dev.json`` and ``controller.dev.json`` for a single-machine setup in that
+checkout.
 
 Use it as ``pyinfra inventories/lab.py deploys/build.py``, ``pyinfra @local deploys/build.py`` on your own
 workstation (``--dry`` shows what would change), or ``from pyinfra_iluvatar.deploys.build import build_host``.
@@ -104,9 +106,26 @@ def build_host() -> None:
     if version := settings.get(data.CROSS_VERSION):
         build.cross(name=f"cross {version} for {user}", user=user, home=home, venv=venv, version=version)
     if version := settings.get(data.ANSIBLE_VERSION):
-        build.ansible(name=f"ansible {version} in {venv}", version=version, venv=venv, home=home)
-    if settings.get(data.BUILD_CHECKOUT):
+        build.ansible(name=f"ansible {version} in {venv}", version=version, venv=venv, user=user)
+    checkout = settings.get(data.BUILD_CHECKOUT)
+    ref = settings.get(data.BUILD_REF)
+    if checkout and (repository := settings.get(data.BUILD_REPOSITORY)):
+        build.checkout(
+            name=f"Ilúvatar at {ref} in {checkout}", repository=repository, ref=ref, path=checkout, user=user, home=home
+        )
+    if checkout:
         dev_configs(settings)
+    if checkout and (target := settings.get(data.BUILD_TARGET)):
+        platform = settings.get(data.BUILD_PLATFORM)
+        build.make(
+            name=f"make {target} for {platform}",
+            path=checkout,
+            user=user,
+            home=home,
+            target=target,
+            platform=platform,
+            ref=ref,
+        )
 
 
 # `pyinfra INVENTORY deploys/build.py` executes this file without a module name: run the deploy then.

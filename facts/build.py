@@ -53,8 +53,8 @@ class BuildToolsInfo(TypedDict):
 
 class BuildTools(FactBase[BuildToolsInfo]):
     """
-    Returns the rustup, Rust toolchain and ``cross`` the build user whose home is ``home`` runs (looked up on
-    ``~/.cargo/bin``, then ``/usr/local/bin``, ``/usr/bin``, ``/bin``; each one's path and the version its
+    Returns the rustup, Rust toolchain and ``cross`` that ``user`` runs (looked up on its ``~/.cargo/bin``, its
+    home from ``getent passwd``, then ``/usr/local/bin``, ``/usr/bin``, ``/bin``; each one's path and the version its
     ``--version`` reports, run from ``/`` with the user's ``HOME`` and ``RUSTUP_AUTO_INSTALL=0`` so that a rustup
     proxy answers without installing anything), the toolchains its rustup lists (``rustup toolchain list``), and
     the versions of the ``ansible`` and ``ansible-core`` distributions installed in the virtualenv ``venv`` (read
@@ -62,14 +62,15 @@ class BuildTools(FactBase[BuildToolsInfo]):
     """
 
     @override
-    def command(self, home: str, venv: str) -> str:
-        path = shlex.quote(f"{home}/.cargo/bin:/usr/local/bin:/usr/bin:/bin")
+    def command(self, user: str, venv: str) -> str:
+        path = '"$h/.cargo/bin:/usr/local/bin:/usr/bin:/bin"'
         python = shlex.quote(f"{venv}/bin/python")
         script = "import importlib.metadata as m\nfor d in ('ansible', 'ansible-core'):\n"
         script += "    try: print(d, m.version(d))\n    except m.PackageNotFoundError: print(d, '-')"
-        home_ = shlex.quote(home)
+        home_ = '"$h"'
         return (
-            f"cd / && for tool in {' '.join(TOOLS)}; do"
+            f'h=$(getent passwd {shlex.quote(user)} | cut -d: -f6); [ -n "$h" ] || h=/nonexistent;'
+            f" cd / && for tool in {' '.join(TOOLS)}; do"
             f' p=$(PATH={path} command -v "$tool");'
             f' if [ -n "$p" ]; then v=$(HOME={home_} RUSTUP_AUTO_INSTALL=0 "$p" --version 2>/dev/null </dev/null);'
             ' printf \'%s %s %s\\n\' "$tool" "$p" "$(echo "$v" | head -n 1)";'
@@ -113,3 +114,92 @@ class BuildTools(FactBase[BuildToolsInfo]):
             elif not tool:
                 raise FactProcessError(f"unexpected line: {line!r}")
         return found
+
+
+class GitCheckoutInfo(TypedDict):
+    """A directory that should be a git checkout: what it is, what it has checked out, what ``ref`` is upstream."""
+
+    exists: bool
+    empty: bool
+    head: str | None
+    """The commit checked out (``None``: not a git checkout)."""
+    origin: str | None
+    remote: dict[str, str]
+    """``git ls-remote origin`` for the ref: ref name (``refs/heads/master``, ``refs/tags/v1^{}``) -> commit."""
+    built: str | None
+    """What this package's last build there recorded (``<commit> <target> <platform>``), ``None`` when none."""
+
+
+BUILD_STAMP = ".git/pyinfra-iluvatar-build"
+"""Where the build operation records what it built, inside ``.git`` (never a file git would show)."""
+COMMIT = re.compile(r"[0-9a-f]{40}")
+"""A full commit name (SHA-1)."""
+
+
+class GitCheckout(FactBase[GitCheckoutInfo]):
+    """
+    Returns whether ``path`` exists (and is empty), the commit checked out there and its ``origin`` when it is the
+    top of a git checkout (not a directory inside another one), what ``git ls-remote origin`` says of ``ref`` (its
+    branch, its tag and the tag's commit; nothing asked when ``ref`` is a commit), and the build stamp
+    (:data:`BUILD_STAMP`). Reads only; asks the remote, so it needs the network the checkout came from. Git runs as
+    root with the checkout marked safe for this one command.
+    """
+
+    @override
+    def command(self, path: str, ref: str) -> str:
+        where = shlex.quote(path)
+        git = f"git -c safe.directory={where} -C {where}"
+        refs = (
+            ""
+            if COMMIT.fullmatch(ref)
+            else " ".join(
+                shlex.quote(name) for name in (f"refs/heads/{ref}", f"refs/tags/{ref}", f"refs/tags/{ref}^{{}}")
+            )
+        )
+        remote = f" {git} ls-remote origin {refs} 2>/dev/null | sed 's/^/remote /';" if refs else ""
+        return (
+            f"if [ ! -e {where} ]; then echo 'exists no'; exit 0; fi; echo 'exists yes';"
+            f' [ -z "$(ls -A {where} 2>/dev/null)" ] && echo empty;'
+            f' [ "$({git} rev-parse --show-toplevel 2>/dev/null)" = "$(cd {where} && pwd -P)" ] || exit 0;'
+            f' h=$({git} rev-parse --verify -q HEAD 2>/dev/null) || exit 0; echo "head $h";'
+            f' echo "origin $({git} config --get remote.origin.url)";{remote}'
+            f" [ -f {where}/{BUILD_STAMP} ] && sed 's/^/built /' {where}/{BUILD_STAMP}; true"
+        )
+
+    @override
+    def process(self, output: list[str]) -> GitCheckoutInfo:
+        found: GitCheckoutInfo = {
+            "exists": False,
+            "empty": False,
+            "head": None,
+            "origin": None,
+            "remote": {},
+            "built": None,
+        }
+        for line in output:
+            key, _, value = line.partition(" ")
+            if key == "exists" and value in ("yes", "no"):
+                found["exists"] = value == "yes"
+            elif key == "empty" and not value:
+                found["empty"] = True
+            elif key == "head" and COMMIT.fullmatch(value):
+                found["head"] = value
+            elif key == "origin":
+                found["origin"] = value or None
+            elif key == "remote" and (parts := value.split("\t")) and len(parts) == 2 and COMMIT.fullmatch(parts[0]):
+                found["remote"][parts[1]] = parts[0]
+            elif key == "built":
+                found["built"] = value
+            else:
+                raise FactProcessError(f"unexpected line: {line!r}")
+        return found
+
+
+def ref_commit(ref: str, remote: dict[str, str]) -> str | None:
+    """The commit ``ref`` names: itself when it is a commit, else its tag's commit, its tag, or its branch."""
+    if COMMIT.fullmatch(ref):
+        return ref
+    for name in (f"refs/tags/{ref}^{{}}", f"refs/tags/{ref}", f"refs/heads/{ref}"):
+        if name in remote:
+            return remote[name]
+    return None

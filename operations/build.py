@@ -21,7 +21,7 @@ from pyinfra.api.operation import operation
 from pyinfra.context import host
 from pyinfra.operations import files
 
-from pyinfra_iluvatar.facts.build import BuildTools
+from pyinfra_iluvatar.facts.build import BUILD_STAMP, COMMIT, BuildTools, GitCheckout, ref_commit
 from pyinfra_iluvatar.operations._failure import fail_host
 from pyinfra_iluvatar.operations.worker_config import deep_merge
 
@@ -33,6 +33,15 @@ ANSIBLE_LINKS = ("ansible", "ansible-playbook", "ansible-galaxy")
 """The virtualenv's programs linked into ``/usr/local/bin``, so the build user runs them without activating it."""
 CROSS_VERSION = "0.2.5"
 ANSIBLE_VERSION = "10.7.0"
+SOURCE_DIR = "src/Ilúvatar"
+"""Where Ilúvatar's Rust workspace and its Makefile are, relative to the checkout."""
+TARGET_PLATFORMS = ("x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu")
+"""The ``TARGET_PLAT`` values Ilúvatar's Makefile names (aarch64: Jetsons)."""
+PROFILES = {"release": "release", "debug": "debug", "relwdebug": "relwdebug", "spans": "spans", "spansd": "spansd"}
+"""Make target -> the cargo profile directory its binaries land in (``target/<platform>/<profile>/``)."""
+GIT_REF = re.compile(r"(?!.*\.\.)(?!.*@\{)(?!.*//)[A-Za-z0-9][A-Za-z0-9._/-]{0,199}(?<![./])(?<!\.lock)")
+"""A branch, tag or commit name git accepts (no ``..``, ``@{``, ``//``; not ending in ``.``, ``/`` or ``.lock``)."""
+MAKE_TARGET = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 WORKER_DEV_CONFIG = "src/Ilúvatar/iluvatar_worker/src/worker.dev.json"
 CONTROLLER_DEV_CONFIG = "src/Ilúvatar/iluvatar_controller/src/controller.dev.json"
 """Where Ilúvatar's checkout keeps the development configs its ``.gitignore`` leaves out, relative to it."""
@@ -125,7 +134,7 @@ def rust_toolchain(
         raise OperationValueError(
             f"toolchain must be stable, beta, nightly or a version such as 1.85.0, got {toolchain!r}"
         )
-    tools = host.get_fact(BuildTools, home=home, venv=venv)
+    tools = host.get_fact(BuildTools, user=user, venv=venv)
     environment = rustup_environment(mirror)
     matching = [found for found in tools["toolchains"] if found["name"].startswith(f"{toolchain}-")]
     if tools["rustup"] is None:
@@ -159,7 +168,7 @@ def cross(user: str, home: str, venv: str = ANSIBLE_VENV, version: str = CROSS_V
     """
     _check_user(user, home)
     _check_version("version", version)
-    tools = host.get_fact(BuildTools, home=home, venv=venv)
+    tools = host.get_fact(BuildTools, user=user, venv=venv)
     installed = tools["cross"]
     if installed and installed["version"] == version:
         host.noop(f"cross {version} is installed for {user} ({installed['path']})")
@@ -171,9 +180,7 @@ def cross(user: str, home: str, venv: str = ANSIBLE_VENV, version: str = CROSS_V
 
 
 @operation()
-def ansible(
-    version: str = ANSIBLE_VERSION, venv: str = ANSIBLE_VENV, home: str = "/root"
-) -> Generator[Any, None, None]:
+def ansible(version: str = ANSIBLE_VERSION, venv: str = ANSIBLE_VENV, user: str = "root") -> Generator[Any, None, None]:
     """
     Install ansible ``version`` (the ``ansible`` distribution from the package index) in the virtualenv ``venv``,
     created with ``python3 -m venv`` when missing, never into the system Python; link its ``ansible``,
@@ -182,7 +189,7 @@ def ansible(
 
     + version: the ``ansible`` release (``10.7.0``)
     + venv: the virtualenv's path (root's; readable by every user)
-    + home: the build user's home (read in the same round trip, see ``facts.build.BuildTools``)
+    + user: the build user (its tools are read in the same round trip, see ``facts.build.BuildTools``)
 
     **Example:**
 
@@ -193,7 +200,7 @@ def ansible(
     _check_version("version", version)
     if not isinstance(venv, str) or not venv.startswith("/"):
         raise OperationValueError(f"venv must be an absolute path, got {venv!r}")
-    tools = host.get_fact(BuildTools, home=home, venv=venv)
+    tools = host.get_fact(BuildTools, user=user, venv=venv)
     installed = tools["ansible"] == version
     if not installed:
         quoted = shlex.quote(venv)
@@ -230,3 +237,99 @@ def dev_config(config: dict[str, Any], path: str, user: str = "root") -> Generat
     _check_user(user, "/")
     content = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
     yield from files.put._inner(src=StringIO(content), dest=path, user=user, mode="600")
+
+
+def _check_checkout(path: str, ref: str) -> None:
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise OperationValueError(f"path must be an absolute path, got {path!r}")
+    if not isinstance(ref, str) or not GIT_REF.fullmatch(ref):
+        raise OperationValueError(f"ref must be a branch, tag or commit name, got {ref!r}")
+
+
+@operation()
+def checkout(repository: str, ref: str, path: str, user: str, home: str) -> Generator[Any, None, None]:
+    """
+    Keep a checkout of ``repository`` at ``ref`` in ``path``, owned by ``user`` (git runs as that user): cloned when
+    ``path`` is missing or empty; fetched and checked out (detached) when ``ref`` now names another commit upstream
+    (``git ls-remote``, see ``facts.build.GitCheckout``); left alone when it is there. Never destructive: a ``path``
+    that holds something else, a checkout of another repository, or local changes that the checkout would overwrite
+    fail this host, saying which.
+
+    + repository: the repository's URL; ref: a branch, tag or commit; path: the checkout (absolute)
+    + user, home: who owns it, and that user's home (git's ``HOME``)
+
+    **Example:**
+
+    .. code:: python
+
+        build.checkout(name="Ilúvatar at master", repository="https://github.com/COS-IN/iluvatar-faas.git",
+                       ref="master", path="/home/builder/iluvatar-faas", user="builder", home="/home/builder")
+    """
+    _check_user(user, home)
+    _check_checkout(path, ref)
+    found = host.get_fact(GitCheckout, path=path, ref=ref)
+    where = shlex.quote(path)
+    if COMMIT.fullmatch(ref):  # every branch is fetched; a commit cannot be asked for by name over every protocol
+        update = f"git fetch --quiet origin && git checkout --quiet --detach {ref}"
+    else:
+        update = f"git fetch --quiet origin {shlex.quote(ref)} && git checkout --quiet --detach FETCH_HEAD"
+    if found["head"] is None:
+        if found["exists"] and not found["empty"]:
+            yield fail_host(f"{path} exists and is not a git checkout: move it away or name another path")
+            return
+        # root makes the (empty) directory the user's; the user clones into it, whoever owns its parent
+        clone = f"git clone --quiet --no-checkout {shlex.quote(repository)} {where} && cd {where} && {update}"
+        yield StringCommand(f"install -d -o {shlex.quote(user)} {where} && {as_user(user, home, clone)}")
+        return
+    if found["origin"] != repository:
+        yield fail_host(f"{path} is a checkout of {found['origin']}, not {repository}: left as it is")
+        return
+    wanted = ref_commit(ref, found["remote"])
+    if wanted is None:
+        yield fail_host(f"{repository} has no branch, tag or commit {ref!r}")
+        return
+    if wanted == found["head"]:
+        host.noop(f"{path} is at {ref} ({wanted[:12]})")
+        return
+    yield StringCommand(as_user(user, home, f"cd {where} && {update}"))
+
+
+@operation()
+def make(path: str, user: str, home: str, target: str, platform: str, ref: str) -> Generator[Any, None, None]:
+    """
+    Build Ilúvatar in the checkout ``path`` with ``make TARGET_PLAT=<platform> <target>`` in ``src/Ilúvatar``, as
+    ``user``, unless this package already built that target for that platform from the commit checked out there
+    (its stamp in ``.git/``); then stamp it. The binaries land in ``src/Ilúvatar/target/<platform>/<profile>/``.
+    A failing build fails this host with make's output, and leaves the stamp as it was (the next run tries again).
+
+    + path: the checkout; user, home: who builds (its ``cross`` and engine)
+    + target: the Makefile's target (``release``, ``debug``, …); platform: ``TARGET_PLAT``
+    + ref: the ref the checkout follows (read in the same round trip as the checkout's state)
+
+    **Example:**
+
+    .. code:: python
+
+        build.make(name="make release", path="/home/builder/iluvatar-faas", user="builder", home="/home/builder",
+                   target="release", platform="x86_64-unknown-linux-gnu", ref="master")
+    """
+    _check_user(user, home)
+    _check_checkout(path, ref)
+    if not isinstance(target, str) or not MAKE_TARGET.fullmatch(target):
+        raise OperationValueError(f"target must be a make target such as release, got {target!r}")
+    if platform not in TARGET_PLATFORMS:
+        raise OperationValueError(f"platform must be one of {', '.join(TARGET_PLATFORMS)}, got {platform!r}")
+    found = host.get_fact(GitCheckout, path=path, ref=ref)
+    if found["head"] is None:
+        yield fail_host(f"{path} is not a git checkout: nothing to build")
+        return
+    stamp = f"{found['head']} {target} {platform}"
+    landed = f"{path}/{SOURCE_DIR}/target/{platform}/{PROFILES.get(target, target)}/"
+    if found["built"] == stamp:
+        host.noop(f"{target} for {platform} is built from {found['head'][:12]}: binaries in {landed}")
+        return
+    source = shlex.quote(f"{path}/{SOURCE_DIR}")
+    record = f"printf '%s\\n' {shlex.quote(stamp)} > {shlex.quote(f'{path}/{BUILD_STAMP}')}"
+    yield StringCommand(
+        as_user(user, home, f"cd {source} && make TARGET_PLAT={platform} {shlex.quote(target)} && {record}")
+    )

@@ -153,7 +153,7 @@ def run_checks(state: Any, inventory: Any, selected: list[Any] | None, *, sudo: 
         with ctx_state.use(state), ctx_host.use(host):
             facts = host.get_fact(Combined, probes=probes(values))
             report.verdicts = verdicts(host, values, facts, locks[path])
-            if smoke:
+            if smoke and "worker" in values[data.ROLE.name]:  # a function container needs a worker
                 report.smoke = _smoke(host, values, sudo)
                 report.verdicts.append(_smoke_verdict(report.smoke))
         return report

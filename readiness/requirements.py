@@ -14,10 +14,12 @@ from typing import Any
 from pyinfra.api.host import Host
 
 from pyinfra_iluvatar import data, preflight
+from pyinfra_iluvatar.deploys.build import BUILD_PACKAGES, DISTRIBUTION_RUST, PODMAN_PACKAGES
 from pyinfra_iluvatar.deploys.docker import docker_packages, expected_drivers
 from pyinfra_iluvatar.deploys.gpu import toolkit_packages
 from pyinfra_iluvatar.deploys.worker import energy_packages, worker_packages
 from pyinfra_iluvatar.deploys.zfs import SNAPSHOTTER_PATH, implementation, zfs_packages
+from pyinfra_iluvatar.facts.build import ref_commit
 from pyinfra_iluvatar.facts.combined import Probe, Unreadable
 from pyinfra_iluvatar.operations import nvidia
 from pyinfra_iluvatar.operations.containerd import CRI_PLUGIN, SNAPSHOTTERS
@@ -42,8 +44,16 @@ REQUIREMENTS = (
     "worker-config",
     "releases",
     "cgroups",
+    "build-packages",
+    "rust",
+    "cross",
+    "engine",
+    "ansible",
+    "build-checkout",
 )
 """Every requirement, in the order ``check`` shows them; a host is checked for those its data calls for."""
+BUILD_REQUIREMENTS = ("build-packages", "rust", "cross", "engine", "ansible", "build-checkout")
+"""Checked where ``iluvatar_role`` has ``build``; the others where it has ``worker``."""
 GPU_REQUIREMENTS = ("gpu-driver", "gpu-toolkit", "gpu-runtimes", "gpu-persistence")
 """Checked where ``iluvatar_gpu`` is true, or ``auto`` on a host with an NVIDIA GPU."""
 
@@ -75,13 +85,46 @@ def applies(values: Mapping[str, Any]) -> tuple[str, ...]:
     skipped |= set() if zfs else {"zfs-pool", "zfs-dataset"}
     skipped |= set() if "docker" in values[data.ISOLATION.name] else {"docker"}
     skipped |= set(GPU_REQUIREMENTS) if values[data.GPU.name] == "false" else set()
+    roles = values.get(data.ROLE.name, data.ROLE.default)
+    if "worker" not in roles:
+        skipped |= set(REQUIREMENTS) - set(BUILD_REQUIREMENTS)
+    if "build" not in roles:
+        skipped |= set(BUILD_REQUIREMENTS)
+    else:
+        skipped |= {"cross"} if not values[data.CROSS_VERSION.name] else set()
+        skipped |= {"ansible"} if not values[data.ANSIBLE_VERSION.name] else set()
+        skipped |= {"build-checkout"} if not values[data.BUILD_REPOSITORY.name] else set()
     return tuple(name for name in REQUIREMENTS if name not in skipped)
+
+
+def engine_command(values: Mapping[str, Any]) -> str:
+    """What asks the build user's container engine for its version (the daemon's, for Docker), as that user."""
+    user = values[data.BUILD_USER.name]
+    engine = values[data.BUILD_ENGINE.name]
+    ask = (
+        "docker version --format '{{.Server.Version}}'"
+        if engine == "docker"
+        else "podman version --format '{{.Version}}'"
+    )
+    return ask if user == "root" else f"runuser -u {user} -- {ask}"
 
 
 def probes(values: Mapping[str, Any]) -> tuple[Probe, ...]:
     """The facts the requirements of a host with these settings read (one :class:`Combined` fact)."""
-    found: list[Probe] = [
-        ("packages", "pyinfra.facts.deb.DebPackages", {}),
+    found: list[Probe] = [("packages", "pyinfra.facts.deb.DebPackages", {})]
+    roles = values.get(data.ROLE.name, data.ROLE.default)
+    if "build" in roles:
+        venv, user = values[data.ANSIBLE_VENV.name], values[data.BUILD_USER.name]
+        found += [
+            ("build_tools", _FACTS + "build.BuildTools", {"user": user, "venv": venv}),
+            ("engine", "pyinfra.facts.server.Command", {"command": engine_command(values)}),
+        ]
+        if values[data.BUILD_REPOSITORY.name] and values[data.BUILD_CHECKOUT.name]:
+            checkout = {"path": values[data.BUILD_CHECKOUT.name], "ref": values[data.BUILD_REF.name]}
+            found.append(("checkout", _FACTS + "build.GitCheckout", checkout))
+    if "worker" not in roles:
+        return tuple(found)
+    found += [
         ("distribution", "pyinfra.facts.server.LinuxDistribution", {}),
         ("kernel", "pyinfra.facts.server.KernelVersion", {}),
         ("limits", _FACTS + "limits.PamLimits", {}),
@@ -461,6 +504,80 @@ def _gpu_persistence(host: _Host) -> tuple[bool, str]:
     return True, f"on for all {len(gpus)} GPU(s)"
 
 
+def _build_packages(host: _Host) -> tuple[bool, str]:
+    installed = host.fact("packages") or {}
+    expected = list(BUILD_PACKAGES)
+    expected += PODMAN_PACKAGES if host.values[data.BUILD_ENGINE.name] == "podman" else []
+    expected += DISTRIBUTION_RUST if host.values[data.RUST_SOURCE.name] == "distribution" else []
+    missing = [name for name in expected if name not in installed]
+    if missing:
+        return False, f"not installed: {', '.join(missing)}"
+    return True, f"{len(expected)} installed"
+
+
+def _rust(host: _Host) -> tuple[bool, str]:
+    tools = host.fact("build_tools")
+    user = host.values[data.BUILD_USER.name]
+    missing = [name for name in ("rustc", "cargo") if tools[name] is None or tools[name]["version"] is None]
+    if missing:
+        return False, f"{user} has no working {' or '.join(missing)} on its PATH"
+    versions = f"rustc {tools['rustc']['version']}, cargo {tools['cargo']['version']}"
+    if host.values[data.RUST_SOURCE.name] == "distribution":
+        return True, f"{versions} ({tools['rustc']['path']})"
+    toolchain = host.values[data.RUST_TOOLCHAIN.name]
+    default = next((found["name"] for found in tools["toolchains"] if found["default"]), None)
+    if tools["rustup"] is None:
+        return False, f"{user} has no rustup ({versions} from {tools['rustc']['path']})"
+    if default is None or not default.startswith(f"{toolchain}-"):
+        return False, f"{user}'s default toolchain is {default or 'none'}, not {toolchain}"
+    return True, f"{versions} (rustup, default {default})"
+
+
+def _cross(host: _Host) -> tuple[bool, str]:
+    found = host.fact("build_tools")["cross"]
+    wanted = host.values[data.CROSS_VERSION.name]
+    if found is None:
+        return False, f"{host.values[data.BUILD_USER.name]} has no cross"
+    if found["version"] != wanted:
+        return False, f"cross {found['version']} ({found['path']}), not {wanted}"
+    return True, f"cross {wanted} ({found['path']})"
+
+
+def _engine(host: _Host) -> tuple[bool, str]:
+    engine, user = host.values[data.BUILD_ENGINE.name], host.values[data.BUILD_USER.name]
+    version = (host.fact("engine") or "").strip()
+    if not version:
+        hint = " (is it in the docker group, is dockerd running?)" if engine == "docker" else ""
+        return False, f"{engine} does not answer for {user}{hint}"
+    return True, f"{engine} {version} answers for {user}"
+
+
+def _ansible(host: _Host) -> tuple[bool, str]:
+    tools = host.fact("build_tools")
+    wanted, venv = host.values[data.ANSIBLE_VERSION.name], host.values[data.ANSIBLE_VENV.name]
+    if tools["ansible"] != wanted:
+        return False, f"ansible {tools['ansible'] or 'is not installed'} in {venv}, not {wanted}"
+    return True, f"ansible {wanted} (ansible-core {tools['ansible_core']}) in {venv}"
+
+
+def _build_checkout(host: _Host) -> tuple[bool, str]:
+    found = host.fact("checkout")
+    path, ref = host.values[data.BUILD_CHECKOUT.name], host.values[data.BUILD_REF.name]
+    if found is None or found["head"] is None:
+        return False, f"{path} is not a git checkout"
+    wanted = ref_commit(ref, found["remote"])
+    if wanted != found["head"]:
+        upstream = wanted[:12] if wanted else "unknown upstream"
+        return False, f"{path} is at {found['head'][:12]}, {ref} is {upstream}"
+    target = host.values[data.BUILD_TARGET.name]
+    if target:
+        stamp = f"{found['head']} {target} {host.values[data.BUILD_PLATFORM.name]}"
+        if found["built"] != stamp:
+            return False, f"{path} at {ref} ({found['head'][:12]}) is not built ({target})"
+        return True, f"{path} at {ref} ({found['head'][:12]}), {target} built"
+    return True, f"{path} at {ref} ({found['head'][:12]})"
+
+
 _CHECKS: Mapping[str, Callable[[_Host], tuple[bool, str]]] = {
     "packages": _packages,
     "limits": _limits,
@@ -478,4 +595,10 @@ _CHECKS: Mapping[str, Callable[[_Host], tuple[bool, str]]] = {
     "worker-config": _worker_config,
     "releases": _releases,
     "cgroups": _cgroups,
+    "build-packages": _build_packages,
+    "rust": _rust,
+    "cross": _cross,
+    "engine": _engine,
+    "ansible": _ansible,
+    "build-checkout": _build_checkout,
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyinfra.api.inventory import Inventory
@@ -18,7 +19,15 @@ from pyinfra.api.inventory import Inventory
 from pyinfra_iluvatar import preflight
 from pyinfra_iluvatar.facts.combined import Combined
 from pyinfra_iluvatar.operations.nvidia import CONTAINERD_DROP_IN, TOOLKIT_PACKAGES, TOOLKIT_VERSION
-from pyinfra_iluvatar.readiness.requirements import GPU_REQUIREMENTS, REQUIREMENTS, Verdict, applies, verdicts
+from pyinfra_iluvatar.readiness.requirements import (
+    BUILD_REQUIREMENTS,
+    GPU_REQUIREMENTS,
+    REQUIREMENTS,
+    Verdict,
+    applies,
+    probes,
+    verdicts,
+)
 
 CAPTURED = Path(__file__).parent / "captured" / "readiness-sandbox"
 
@@ -61,7 +70,11 @@ def failing(found: dict[str, Verdict]) -> dict[str, str]:
 def test_a_deployed_sandbox_worker_is_ready_but_for_its_cgroups() -> None:
     found = judge("ready")
     # containerd isolation only; iluvatar_gpu auto on a host without an NVIDIA GPU: no GPU requirement
-    assert list(found) == [name for name in REQUIREMENTS if name != "docker" and not name.startswith("gpu-")]
+    assert list(found) == [
+        name
+        for name in REQUIREMENTS
+        if name != "docker" and not name.startswith("gpu-") and name not in BUILD_REQUIREMENTS
+    ]
     assert failing(found) == {
         "cgroups": "no cpu or memory controller in the cgroup v2 hierarchy (it has: none):"
         " containers run without the worker's CPU and memory limits"
@@ -145,3 +158,79 @@ def test_a_gpu_host_without_the_gpu_part_deployed() -> None:
 def test_persistence_off_names_each_gpu() -> None:
     found = failing(judge("ready", gpu=gpu_sections("six_gtx1070", "h200_projected_from_nvidia_smi_q")))
     assert found["gpu-persistence"].startswith("persistence mode is off for 6 of 6 GPU(s): 0 (GPU-e511a7b2-")
+
+
+# --- build hosts: the build user's tools (facts from real output, tests/facts/build.*) ---------------------------
+
+
+def fact(name: str) -> Any:
+    return json.loads((GPU_FIXTURES / name).read_text())["fact"]
+
+
+def judge_build(
+    tools: str, checkout: str | None = None, engine: str | None = "28.2.2", **data: object
+) -> dict[str, Verdict]:
+    settings = {"iluvatar_role": "build", "iluvatar_ansible_venv": "/tmp/ilu-venv", **data}
+    host = Inventory(([("builder-1", settings)], {})).get_host("builder-1")
+    values, problems = preflight.host_values(host)
+    assert not problems
+    names = ["build-essential", "pkg-config", "libssl-dev", "protobuf-compiler", "make", "git", "curl"]
+    names += ["ca-certificates", "python3-venv", "podman", "uidmap", "slirp4netns", "fuse-overlayfs"]
+    facts = {
+        "packages": {name: ["1"] for name in names},
+        "build_tools": fact(f"build.BuildTools/{tools}.json"),
+        "engine": engine,
+        "checkout": fact(f"build.GitCheckout/{checkout}.json") if checkout else None,
+    }
+    assert [name for name, _, _ in probes(values)][:3] == ["packages", "build_tools", "engine"]
+    return {verdict.requirement: verdict for verdict in verdicts(host, values, facts, preflight.load_lock("none"))}
+
+
+def test_a_build_host_is_checked_for_its_tools_only() -> None:
+    found = judge_build("rustup_toolchain_ansible_venv", iluvatar_cross_version="", iluvatar_build_engine="podman")
+    assert list(found) == ["build-packages", "rust", "engine", "ansible"]
+    assert failing(found) == {}
+    assert found["rust"].detail == "rustc 1.95.0, cargo 1.95.0 (rustup, default stable-x86_64-unknown-linux-gnu)"
+    assert found["ansible"].detail == "ansible 10.7.0 (ansible-core 2.17.14) in /tmp/ilu-venv"
+
+
+def test_a_build_host_missing_what_its_data_asks_for() -> None:
+    found = failing(
+        judge_build(
+            "rustup_toolchain_no_venv",
+            engine=None,
+            iluvatar_rust_toolchain="1.85.0",
+            iluvatar_build_checkout="/tmp/pyinfra-iluvatar-git/co",
+            iluvatar_build_repository="https://github.com/COS-IN/iluvatar-faas.git",
+            iluvatar_build_ref="v1",
+        )
+    )
+    assert found == {
+        "rust": "root's default toolchain is stable-x86_64-unknown-linux-gnu, not 1.85.0",
+        "cross": "root has no cross",
+        "engine": "docker does not answer for root (is it in the docker group, is dockerd running?)",
+        "ansible": "ansible is not installed in /tmp/ilu-venv, not 10.7.0",
+        "build-checkout": "/tmp/pyinfra-iluvatar-git/co is not a git checkout",
+    }
+
+
+def test_a_checkout_behind_its_ref_or_not_built() -> None:
+    behind = failing(
+        judge_build(
+            "cross_installed_projected",
+            "checkout_asked_for_a_tag",
+            iluvatar_build_ref="v1",
+            iluvatar_build_checkout="/tmp/pyinfra-iluvatar-git/co",
+            iluvatar_build_repository="https://x.example/r.git",
+        )
+    )
+    assert behind["build-checkout"].startswith("/tmp/pyinfra-iluvatar-git/co is at 70f97ea38cfd, v1 is 7d2396253438")
+    built = judge_build(
+        "cross_installed_projected",
+        "checkout_at_master_built",
+        iluvatar_build_target="release",
+        iluvatar_build_checkout="/tmp/pyinfra-iluvatar-git/co",
+        iluvatar_build_repository="https://x.example/r.git",
+    )
+    assert built["build-checkout"].ok and built["build-checkout"].detail.endswith("release built")
+    assert built["cross"].detail == "cross 0.2.5 (/root/.cargo/bin/cross)"

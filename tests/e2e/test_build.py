@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -165,5 +166,98 @@ def test_rust_from_the_locked_rustup_init_for_the_build_user(lab: Lab, rustup_lo
         assert other["returncode"] == 0, other["stderr"][-4000:]
         listed = lab.ssh(host, f"runuser -u {USER} -- env HOME={HOME} {HOME}/.cargo/bin/rustup toolchain list")
         assert "stable-x86_64-unknown-linux-gnu (default)" in listed
+    finally:
+        lab.session.ssh(host, CLEAN)
+
+
+def git(folder: Path, *arguments: str) -> str:
+    command = ["git", "-c", "user.name=test", "-c", "user.email=test@lab.example", "-C", str(folder), *arguments]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def iluvatar_repo(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """
+    A repository shaped like Ilúvatar's where the tests need it (``src/Ilúvatar`` with a Makefile whose ``release``
+    target honours ``TARGET_PLAT``, the dev configs' directories), two commits (tag ``v1`` on the first, ``master``
+    on the second), served over git's dumb HTTP protocol from the gateway: its URL and the commits by name.
+    """
+    work = tmp_path_factory.mktemp("iluvatar-src")
+    source = work / "src" / "Ilúvatar"
+    for folder in ("iluvatar_worker/src", "iluvatar_controller/src"):
+        (source / folder).mkdir(parents=True)
+        (source / folder / ".gitkeep").write_text("")
+    (source / ".gitignore").write_text(  # Ilúvatar's own lines for these
+        "iluvatar_worker/src/worker.dev*json\niluvatar_controller/src/controller.dev*json\ntarget/\n"
+    )
+    (source / "Makefile").write_text(
+        "TARGET_PLAT?=x86_64-unknown-linux-gnu\n"
+        "release:\n\tmkdir -p target/$(TARGET_PLAT)/release\n"
+        "\tcp VERSION target/$(TARGET_PLAT)/release/iluvatar_worker\n"
+    )
+    git(work, "init", "-q", "-b", "master")
+    commits = {}
+    for name in ("one", "two"):
+        (source / "VERSION").write_text(f"{name}\n")
+        git(work, "add", "-A")
+        git(work, "commit", "-q", "-m", name)
+        commits[name] = git(work, "rev-parse", "HEAD")
+        if name == "one":
+            git(work, "tag", "-a", "v1", "-m", "v1")
+    served = tmp_path_factory.mktemp("iluvatar-served")
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(served / "iluvatar-faas.git")], check=True)
+    git(served / "iluvatar-faas.git", "update-server-info")
+    with serve(served, host=lab.session.sandbox.gateway) as server:
+        yield f"{server.url}/iluvatar-faas.git", commits
+
+
+def test_iluvatar_cloned_at_a_ref_and_built_once_per_commit(
+    lab: Lab, iluvatar_repo: tuple[str, dict[str, str]]
+) -> None:
+    url, commits = iluvatar_repo
+    host = lab.hosts[0]
+    built = f"{CHECKOUT}/src/Ilúvatar/target/x86_64-unknown-linux-gnu/release/iluvatar_worker"
+    clone = {
+        "iluvatar_ansible_version": "",
+        "iluvatar_build_repository": url,
+        "iluvatar_build_ref": "v1",
+        "iluvatar_build_target": "release",
+    }
+    try:
+        lab.ssh(host, f"useradd -m {USER}")
+        report = run(lab, host, **clone)
+        assert report["returncode"] == 0, report["stderr"][-4000:]
+        assert lab.ssh(host, f"git -C {CHECKOUT} -c safe.directory='*' rev-parse HEAD").strip() == commits["one"]
+        assert lab.ssh(host, f"cat '{built}'").strip() == "one"
+        assert lab.ssh(host, f"stat -c %U '{built}' '{CHECKOUT}/{WORKER_DEV_CONFIG}'").split() == [USER, USER]
+        assert lab.ssh(host, f"git -C {CHECKOUT} -c safe.directory='*' status --porcelain").strip() == ""
+
+        again = run(lab, host, **clone)
+        assert again["returncode"] == 0 and changed(again) == {}, again["stderr"][-4000:]
+
+        moved = run(lab, host, **{**clone, "iluvatar_build_ref": "master"})
+        assert moved["returncode"] == 0, moved["stderr"][-4000:]
+        assert set(changed(moved)) == {
+            "Ilúvatar at master in /home/builder/iluvatar-faas",
+            "make release for x86_64-unknown-linux-gnu",
+        }
+        assert lab.ssh(host, f"cat '{built}'").strip() == "two"
+        still = run(lab, host, **{**clone, "iluvatar_build_ref": "master"})
+        assert still["returncode"] == 0 and changed(still) == {}, still["stderr"][-4000:]
+    finally:
+        lab.session.ssh(host, CLEAN)
+
+
+def test_a_checkout_path_holding_something_else_is_left_alone(
+    lab: Lab, iluvatar_repo: tuple[str, dict[str, str]]
+) -> None:
+    url, _ = iluvatar_repo
+    host = lab.hosts[0]
+    try:
+        lab.ssh(host, f"useradd -m {USER} && mkdir -p {CHECKOUT} && echo mine > {CHECKOUT}/notes.txt")
+        report = run(lab, host, iluvatar_ansible_version="", iluvatar_build_repository=url)
+        assert report["returncode"] != 0
+        assert f"{CHECKOUT} exists and is not a git checkout" in report["stderr"]
+        assert lab.ssh(host, f"cat {CHECKOUT}/notes.txt").strip() == "mine"
     finally:
         lab.session.ssh(host, CLEAN)

@@ -15,13 +15,13 @@ HERE = Path(__file__).parent
 FIXTURES = HERE.parent.parent / "facts" / "build.BuildTools"
 CASES = {
     "rustup_toolchain_no_venv": (
-        "/root",
+        "root",
         "/opt/iluvatar-ansible",
         "rustup 1.29.0 with its stable (default) and nightly toolchains, rustc and cargo 1.95.0 in /root/.cargo/bin,"
         " no cross, no ansible virtualenv",
     ),
     "rustup_toolchain_ansible_venv": (
-        "/root",
+        "root",
         "/tmp/ilu-venv",
         "the same rustup, and a virtualenv made with python3 -m venv and `pip install ansible==10.7.0` from PyPI",
     ),
@@ -29,8 +29,8 @@ CASES = {
 
 
 def main() -> None:
-    for name, (home, venv, what) in CASES.items():
-        command = BuildTools().command(home=home, venv=venv)
+    for name, (user, venv, what) in CASES.items():
+        command = BuildTools().command(user=user, venv=venv)
         run = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=False)
         (HERE / f"{name}.txt").write_text(f"$ {command}\n{run.stdout}[exit={run.returncode}]\n")
         lines = run.stdout.splitlines()
@@ -38,7 +38,7 @@ def main() -> None:
             "source": f"Real: tests/captured/build-tools/{name}.txt, the fact's command on the development machine"
             f" (Debian 12), 2026-12-03: {what}.",
             "command": command,
-            "arg": {"home": home, "venv": venv},
+            "arg": {"user": user, "venv": venv},
             "output": lines,
             "fact": BuildTools().process(lines),
         }
