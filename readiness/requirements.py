@@ -98,15 +98,22 @@ def applies(values: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def engine_command(values: Mapping[str, Any]) -> str:
-    """What asks the build user's container engine for its version (the daemon's, for Docker), as that user."""
+    """
+    What prints the version of the build user's container engine, run as that user: the Docker daemon's (so it
+    fails when the user cannot reach the daemon), or Podman's (``podman --version``, which starts nothing, where
+    ``podman version`` would leave a rootless pause process behind), with the user's subordinate ids checked for
+    rootless containers.
+    """
     user = values[data.BUILD_USER.name]
-    engine = values[data.BUILD_ENGINE.name]
-    ask = (
-        "docker version --format '{{.Server.Version}}'"
-        if engine == "docker"
-        else "podman version --format '{{.Version}}'"
-    )
-    return ask if user == "root" else f"runuser -u {user} -- {ask}"
+    if values[data.BUILD_ENGINE.name] == "docker":
+        ask = "docker version --format '{{.Server.Version}}'"
+    else:
+        subids = "" if user == "root" else f" && grep -q '^{user}:' /etc/subuid && grep -q '^{user}:' /etc/subgid"
+        ask = f"podman --version{subids}"
+    if user == "root":
+        return f"cd / && {ask}"
+    # From /, with the user's HOME: root's home is not the user's to enter.
+    return f'cd / && runuser -u {user} -- env HOME="$(getent passwd {user} | cut -d: -f6)" sh -c "{ask}"'
 
 
 def probes(values: Mapping[str, Any]) -> tuple[Probe, ...]:
@@ -545,9 +552,14 @@ def _cross(host: _Host) -> tuple[bool, str]:
 
 def _engine(host: _Host) -> tuple[bool, str]:
     engine, user = host.values[data.BUILD_ENGINE.name], host.values[data.BUILD_USER.name]
-    version = (host.fact("engine") or "").strip()
-    if not version:
-        hint = " (is it in the docker group, is dockerd running?)" if engine == "docker" else ""
+    said = (host.fact("engine") or "").strip()
+    version = said.rsplit(" ", 1)[-1]  # "podman version 4.3.1", or the daemon's "28.2.2"
+    if not said:
+        hint = (
+            " (is it in the docker group, is dockerd running?)"
+            if engine == "docker"
+            else " (is podman installed, does the user have /etc/subuid and /etc/subgid ranges?)"
+        )
         return False, f"{engine} does not answer for {user}{hint}"
     return True, f"{engine} {version} answers for {user}"
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,8 @@ VENV = "/opt/iluvatar-ansible"
 ANSIBLE = "10.7.0"
 CLEAN = (
     f"rm -rf {VENV} /usr/local/bin/ansible /usr/local/bin/ansible-playbook /usr/local/bin/ansible-galaxy"
-    f" {RUSTUP_INIT_DIR} /var/lib/pyinfra-iluvatar/releases/rustup*; userdel -r {USER} 2>/dev/null; true"
+    f" {RUSTUP_INIT_DIR} /var/lib/pyinfra-iluvatar/releases/rustup*; pkill -KILL -u {USER} 2>/dev/null; sleep 1;"
+    f" userdel -r {USER} 2>/dev/null; true"
 )
 RUSTUP_VERSION = "1.28.2"
 RUSTUP_INIT = """#!/bin/sh
@@ -85,8 +87,9 @@ def rustup_lock(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield lock_file
 
 
-def run(lab: Lab, host: str, **data: Any) -> dict[str, Any]:
-    settings = {
+def settings_for(**data: Any) -> dict[str, Any]:
+    """The build host's data in these tests (Podman, no cross, a checkout for the dev configs), ``data`` over it."""
+    return {
         "iluvatar_rust_source": "distribution",
         "iluvatar_build_user": USER,
         "iluvatar_build_engine": "podman",
@@ -96,7 +99,10 @@ def run(lab: Lab, host: str, **data: Any) -> dict[str, Any]:
         "iluvatar_hardware_interface": "host0",
         **data,
     }
-    arguments = [f"--data={key}={json.dumps(value)}" for key, value in settings.items()]
+
+
+def run(lab: Lab, host: str, **data: Any) -> dict[str, Any]:
+    arguments = [f"--data={key}={json.dumps(value)}" for key, value in settings_for(**data).items()]
     result = lab.session.pyinfra("--json", "--limit", host, *arguments, "deploys/build.py")
     report: dict[str, Any] = json.loads(result.stdout) if result.stdout.strip() else {"results": None}
     report["returncode"], report["stderr"] = result.returncode, result.stderr
@@ -129,6 +135,16 @@ def test_a_build_host_for_a_user_converges(lab: Lab) -> None:
 
         again = run(lab, host)
         assert again["returncode"] == 0 and changed(again) == {}, again["stderr"][-4000:]
+
+        data = [f"--data={key}={json.dumps(value)}" for key, value in settings_for(iluvatar_role="build").items()]
+        argv = [str(Path(sys.executable).parent / "pyinfra-iluvatar"), "check", str(lab.session.inventory)]
+        checked = subprocess.run(
+            [*argv, "--json", "--limit", host, *data], capture_output=True, text=True, env=lab.session.env, timeout=300
+        )
+        rows = json.loads(checked.stdout)["hosts"][host]["requirements"]
+        assert checked.returncode == 0, {name: row["detail"] for name, row in rows.items() if not row["ok"]}
+        assert set(rows) == {"build-packages", "rust", "engine", "ansible"}
+        assert rows["engine"]["detail"].startswith(f"podman 4.3.1 answers for {USER}"), rows
     finally:
         lab.session.ssh(host, CLEAN)
 
