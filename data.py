@@ -270,6 +270,14 @@ DOWNLOAD_CACHE: DataKey[str] = DataKey(
     "a directory on the controller (or one it can create)",
     'The controller\'s verified artifact cache, for `iluvatar_download: "controller"`.',
 )
+VERIFY_INSTALLED: DataKey[bool] = DataKey(
+    "iluvatar_verify_installed",
+    False,
+    _boolean,
+    "true or false",
+    "Hash every installed release binary against its receipt on each run; false: a converged run trusts each file's"
+    " size, ctime and inode as installed (`check` always hashes).",
+)
 CONTAINERD_REPLACE_PACKAGE: DataKey[bool] = DataKey(
     "iluvatar_containerd_replace_package",
     False,
@@ -952,6 +960,7 @@ ALL_KEYS: tuple[DataKey[Any], ...] = (
     MIRROR,
     DOWNLOAD,
     DOWNLOAD_CACHE,
+    VERIFY_INSTALLED,
     CONTAINERD_REPLACE_PACKAGE,
     SNAPSHOTTER,
     CNI_BIN_DIR,

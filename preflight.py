@@ -20,7 +20,7 @@ import difflib
 import os
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -32,7 +32,7 @@ from pyinfra.api.host import Host
 from pyinfra.api.state import State
 from pyinfra.context import ctx_host, host, state
 
-from pyinfra_iluvatar import data
+from pyinfra_iluvatar import data, snapshot
 from pyinfra_iluvatar.facts.combined import Combined, Probe, Unreadable
 from pyinfra_iluvatar.facts.nvidia import NvidiaDevicesInfo, NvidiaGpu, NvidiaGpusInfo
 from pyinfra_iluvatar.facts.resources import HostResourcesInfo
@@ -149,17 +149,26 @@ class _Run:
 _runs: weakref.WeakKeyDictionary[State, _Run] = weakref.WeakKeyDictionary()
 
 
-def plan(*parts: Part) -> HostPlan:
+ReadsFor = Callable[[HostPlan], Iterable[Probe]]
+"""What a deploy's operations will read on a host with this plan (:mod:`pyinfra_iluvatar.snapshot`)."""
+
+
+def plan(*parts: Part, reads: ReadsFor | None = None) -> HostPlan:
     """
     The current host's settings, after the whole run's pre-flight passed for ``parts``.
 
     The first call in a run checks every active host; a later call checks again only when it asks for parts not
-    checked yet. Raises :class:`PreflightError` listing every bad host and key.
+    checked yet. Raises :class:`PreflightError` listing every bad host and key. Then, given ``reads``, what each
+    host's operations will read is read ahead on every host at once (:func:`pyinfra_iluvatar.snapshot.read_ahead`;
+    only what no earlier call read).
     """
     run = _runs.setdefault(state, _Run())
     with run.guard:
         if not run.plans or not set(parts) <= run.parts:
             _check(state, run, set(parts) | run.parts)
+        if reads is not None:
+            targets = [target for target in state.inventory.get_active_hosts() if target.name in run.plans]
+            snapshot.read_ahead(state, {target: reads(run.plans[target.name]) for target in targets})
     return run.plans[host.name]
 
 

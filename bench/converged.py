@@ -5,8 +5,10 @@ Run as root from a checkout: ``.venv/bin/python bench/converged.py``. For each f
 of its own (own state directory and network number; the image cache is shared), serves the test lab's release
 archives from the gateway, deploys the worker once, then times ``--runs`` rounds of three commands in turn:
 ``pyinfra -y INVENTORY exec -- true`` (the floor: connect, one command, disconnect), the converged worker deploy,
-and ``check``. It prints the medians, their ratios to the floor, and the remote commands per host of a converged
-deploy (``-vv`` prints each as ``[host] >>> …``). It takes the sandbox down when done.
+and ``check``. It prints the medians, their ratios to the floor, the remote commands per host of a converged
+deploy (``-vv`` prints each as ``[host] >>> …``), and the CPU time each host spent per converged deploy and per
+``exec -- true`` (``usage_usec`` of the host's cgroup ``cpu.stat``, before and after; the median over runs, the
+largest over hosts). It takes the sandbox down when done.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pyinfra_iluvatar.sandbox import Sandbox
+from pyinfra_iluvatar.sandbox import Sandbox, cgroups
 from pyinfra_iluvatar.sandbox.settings import STATE_DIR_ENV
 from pyinfra_iluvatar.tests.support.lab import OLD, SANDBOX_WORKER, running_lab
 from pyinfra_iluvatar.tests.support.sandbox import SandboxSession
@@ -31,6 +33,24 @@ ROOT = Path(__file__).resolve().parent.parent
 PYINFRA = Path(sys.executable).parent / "pyinfra"
 CLI = Path(sys.executable).parent / "pyinfra-iluvatar"
 INVENTORY = ROOT / "inventories" / "sandbox.py"
+
+
+def host_cpu_usec(machines: list[str]) -> dict[str, int]:
+    """CPU time used so far by each sandbox host's processes (its cgroup's ``cpu.stat`` ``usage_usec``)."""
+    (unified,) = [point for point in cgroups.hierarchies() if (point / "cgroup.controllers").exists()]
+    found = {}
+    for machine in machines:
+        stat = (unified / cgroups.TOP / machine / "cpu.stat").read_text()
+        found[machine] = int(next(line.split()[1] for line in stat.splitlines() if line.startswith("usage_usec ")))
+    return found
+
+
+def timed_cpu(argv: list[str], env: dict[str, str], machines: list[str]) -> tuple[float, float]:
+    """Run ``argv`` as :func:`timed`; its wall-clock seconds and the most CPU milliseconds one host spent on it."""
+    before = host_cpu_usec(machines)
+    seconds, _ = timed(argv, env)
+    after = host_cpu_usec(machines)
+    return seconds, max(after[machine] - before[machine] for machine in machines) / 1000
 
 
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
@@ -51,11 +71,17 @@ def measure(hosts: int, net: int, runs: int) -> str:
                 data = lab.data_arguments(OLD, **SANDBOX_WORKER)
                 deploy = [str(PYINFRA), "-y", str(INVENTORY), *data]
                 check = [str(CLI), "check", str(INVENTORY), *data, "--ignore", "cgroups"]
+                machines = [host.machine for host in session.hosts]
                 timed([*deploy, "deploys/worker.py"], env)  # the first run: the fleet converges
-                worker, floor, checks = [], [], []
+                timed([*deploy, "deploys/worker.py"], env)  # receipts written by an older version are completed
+                worker, floor, checks, worker_cpu, floor_cpu = [], [], [], [], []
                 for _ in range(runs):
-                    floor.append(timed([str(PYINFRA), "-y", str(INVENTORY), "exec", "--", "true"], env)[0])
-                    worker.append(timed([*deploy, "deploys/worker.py"], env)[0])
+                    seconds, cpu = timed_cpu([str(PYINFRA), "-y", str(INVENTORY), "exec", "--", "true"], env, machines)
+                    floor.append(seconds)
+                    floor_cpu.append(cpu)
+                    seconds, cpu = timed_cpu([*deploy, "deploys/worker.py"], env, machines)
+                    worker.append(seconds)
+                    worker_cpu.append(cpu)
                     checks.append(timed(check, env)[0])
                 _, log = timed([*deploy, "-vv", "deploys/worker.py"], env)
                 counts = {h: len(re.findall(rf"^\[{h}\] >>> ", log, flags=re.MULTILINE)) for h in lab.hosts}
@@ -71,6 +97,8 @@ def measure(hosts: int, net: int, runs: int) -> str:
             "check_s": round(statistics.median(checks), 2),
             "check_ratio": round(statistics.median(checks) / base, 2),
             "remote_commands_per_host": sorted(set(counts.values())),
+            "host_cpu_ms_worker": round(statistics.median(worker_cpu)),
+            "host_cpu_ms_exec_true": round(statistics.median(floor_cpu)),
             "runs": runs,
         }
     )
@@ -81,8 +109,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--net", type=int, default=249, help="sandbox network number to use (default 249)")
     parser.add_argument("--runs", type=int, default=5, help="converged runs of each command (default 5)")
+    parser.add_argument("--hosts", type=int, nargs="+", default=[1, 3], help="fleet sizes (default 1 3)")
     options = parser.parse_args()
-    for hosts in (1, 3):
+    for hosts in options.hosts:
         print(measure(hosts, options.net, options.runs), flush=True)
 
 

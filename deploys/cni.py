@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pyinfra.api.deploy import deploy
 
-from pyinfra_iluvatar import data, preflight
+from pyinfra_iluvatar import data, preflight, snapshot
+from pyinfra_iluvatar.facts.combined import Probe
+from pyinfra_iluvatar.facts.release import InstalledRelease
 from pyinfra_iluvatar.operations import cni, release
 
 
@@ -20,7 +22,7 @@ def cni_tools(settings: preflight.HostPlan | None = None) -> None:
     Install the locked CNI plugins and cnitool; reads the ``iluvatar_*`` data keys (README table), or ``settings``
     when a deploy that checked them (the worker's) passes its own.
     """
-    settings = settings or preflight.plan("cni")
+    settings = settings or preflight.plan("cni", reads=reads)
     plugins = settings.locked("cni-plugins")
     cnitool = settings.locked("cnitool")
     directory = settings.get(data.CNI_BIN_DIR)
@@ -28,6 +30,7 @@ def cni_tools(settings: preflight.HostPlan | None = None) -> None:
     download = settings.get(data.DOWNLOAD)
     mirror = settings.get(data.MIRROR)
     cache_dir = settings.get(data.DOWNLOAD_CACHE)
+    verify = settings.get(data.VERIFY_INSTALLED)
 
     release.install(
         name=f"CNI plugins {plugins.version}",
@@ -38,6 +41,7 @@ def cni_tools(settings: preflight.HostPlan | None = None) -> None:
         download=download,
         mirror=mirror,
         cache_dir=cache_dir,
+        verify=verify,
     )
     if prebuilt:
         # A prebuilt cnitool is the binary itself, or a .tar.gz/.tgz with it at the root (pre-flight checked that
@@ -53,6 +57,7 @@ def cni_tools(settings: preflight.HostPlan | None = None) -> None:
             binary_name="cnitool",
             download=download,
             cache_dir=cache_dir,
+            verify=verify,
         )
     else:
         go = settings.locked("go")
@@ -67,7 +72,14 @@ def cni_tools(settings: preflight.HostPlan | None = None) -> None:
             download=download,
             mirror=mirror,
             cache_dir=cache_dir,
+            verify=verify,
         )
+
+
+def reads(settings: preflight.HostPlan) -> list[Probe]:
+    """What this deploy's operations read on a converged host (:mod:`pyinfra_iluvatar.snapshot`)."""
+    verify = settings.get(data.VERIFY_INSTALLED)
+    return [snapshot.probe(InstalledRelease, component=name, verify=verify) for name in ("cni-plugins", "cnitool")]
 
 
 # `pyinfra INVENTORY deploys/cni.py` executes this file without a module name: run the deploy then.

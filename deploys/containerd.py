@@ -14,10 +14,15 @@ from collections.abc import Callable
 from packaging.version import Version
 from pyinfra.api.deploy import deploy
 from pyinfra.api.operation import OperationMeta
+from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.files import Directory, FindInFile, Link
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
-from pyinfra_iluvatar import data, preflight
+from pyinfra_iluvatar import data, preflight, snapshot
+from pyinfra_iluvatar.facts.combined import Probe
+from pyinfra_iluvatar.facts.containerd import ContainerdVersion
+from pyinfra_iluvatar.facts.release import InstalledRelease
 from pyinfra_iluvatar.operations import containerd, limits, nvidia, release
 
 SERVICE = "containerd.service"
@@ -31,7 +36,7 @@ def containerd_runtime(settings: preflight.HostPlan | None = None) -> Callable[[
     when a deploy that checked them (the worker's) passes its own. On a GPU host (``HostPlan.gpu``) NVIDIA's
     runtime joins its config as a drop-in. Returns, for ``_if=``, whether this run started or restarted containerd.
     """
-    settings = settings or preflight.plan("containerd", "gpu")
+    settings = settings or preflight.plan("containerd", "gpu", reads=reads)
     if "docker" in settings.get(data.ISOLATION):
         return packaged_containerd(settings)
     locked = settings.locked("containerd")
@@ -49,6 +54,7 @@ def containerd_runtime(settings: preflight.HostPlan | None = None) -> Callable[[
         download=settings.get(data.DOWNLOAD),
         mirror=settings.get(data.MIRROR),
         cache_dir=settings.get(data.DOWNLOAD_CACHE),
+        verify=settings.get(data.VERIFY_INSTALLED),
     )
     # A packaged containerd's /usr/bin/ctr (gone once the package is replaced) would be kept as a dated backup.
     files.link(name="/usr/bin/ctr is the release ctr", path="/usr/bin/ctr", target="/usr/local/bin/ctr", force=True)
@@ -73,6 +79,38 @@ def containerd_runtime(settings: preflight.HostPlan | None = None) -> Callable[[
     started = any_changed(restart, start)
     containerd.ready(name="containerd answers ctr version", _if=started)
     return started
+
+
+def reads(settings: preflight.HostPlan) -> list[Probe]:
+    """What this deploy's operations read on a converged host (:mod:`pyinfra_iluvatar.snapshot`)."""
+    found = config_reads()
+    if settings.gpu is not None:
+        found += snapshot.put_reads(nvidia.CONTAINERD_DROP_IN)
+    found += snapshot.service_reads(SERVICE)
+    if "docker" in settings.get(data.ISOLATION):
+        versions = [containerd.PACKAGED_BINARY]
+        if settings.gpu is not None:  # NVIDIA's drop-in picks its schema from the containerd installed
+            versions += [binary for _, binary in nvidia.CONTAINERD_BINARIES]
+        probes = [snapshot.probe(ContainerdVersion, binary=binary) for binary in versions]
+        return [*snapshot.put_reads(limits.unit_drop_in(SERVICE)), *probes, *found]
+    verify = settings.get(data.VERIFY_INSTALLED)
+    return [
+        snapshot.probe(DebPackages),
+        snapshot.probe(InstalledRelease, component="containerd", verify=verify),
+        snapshot.probe(Link, path="/usr/bin/ctr"),
+        snapshot.probe(Link, path=containerd.UNIT_PATH),
+        *snapshot.put_reads(containerd.UNIT_PATH),
+        *found,
+    ]
+
+
+def config_reads() -> list[Probe]:
+    """What ``containerd.config`` reads on a host where the file is this package's."""
+    return [
+        snapshot.probe(FindInFile, path=containerd.CONFIG_PATH, pattern=f"^{containerd.MANAGED_HEADER}"),
+        snapshot.probe(Directory, path=containerd.CONFIG_DROP_INS),
+        *snapshot.put_reads(containerd.CONFIG_PATH),
+    ]
 
 
 def packaged_containerd(settings: preflight.HostPlan) -> Callable[[], bool]:

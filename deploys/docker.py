@@ -17,13 +17,20 @@ from typing import Any
 
 from pyinfra.api.deploy import deploy
 from pyinfra.context import host
-from pyinfra.facts.deb import DebArch
+from pyinfra.facts.deb import DebArch, DebPackages
+from pyinfra.facts.files import File, FileContents, FindInFile
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from pyinfra_iluvatar import data, preflight
+from pyinfra_iluvatar import data, preflight, snapshot
+from pyinfra_iluvatar.facts.apt_repos import AptRepository
+from pyinfra_iluvatar.facts.combined import Probe
+from pyinfra_iluvatar.facts.docker import UserGroups
+from pyinfra_iluvatar.facts.nvidia import DockerImage
+from pyinfra_iluvatar.facts.release import InstalledRelease
 from pyinfra_iluvatar.operations import containerd, docker, limits, nvidia, packages
+from pyinfra_iluvatar.urls import http_url
 
 SERVICE = "docker.service"
 PIN_FILE = "/etc/apt/preferences.d/pyinfra-iluvatar-docker"
@@ -52,6 +59,40 @@ def expected_drivers(settings: Mapping[str, Any]) -> tuple[str | None, str | Non
     return cgroup, storage if isinstance(storage, str) else None
 
 
+def reads(settings: preflight.HostPlan) -> list[Probe]:
+    """What this deploy and its operations read on a converged host (:mod:`pyinfra_iluvatar.snapshot`)."""
+    found = [
+        snapshot.probe(FileContents, path=docker.DAEMON_JSON),
+        *snapshot.put_reads(limits.unit_drop_in(SERVICE)),
+        snapshot.probe(InstalledRelease, component="containerd", verify=False),
+        snapshot.probe(FindInFile, path=containerd.UNIT_PATH, pattern=f"^{containerd.MANAGED_HEADER}"),
+        snapshot.probe(DebPackages),
+    ]
+    if settings.get(data.DOCKER_SOURCE) == "docker":
+        found += [snapshot.probe(LinuxDistribution), snapshot.probe(DebArch)]
+        base = http_url(settings.get(data.DOCKER_REPOSITORY), base=True)
+        found += [
+            snapshot.probe(
+                AptRepository,
+                uri=f"{base}/{distribution}",
+                arch=settings.arch,
+                keyring=docker.DOCKER_KEYRING,
+                sources=docker.DOCKER_SOURCES,
+            )
+            for distribution in docker.DISTRIBUTIONS
+        ]
+        if settings.get(data.DOCKER_VERSION):
+            found += snapshot.put_reads(PIN_FILE)
+        else:
+            found.append(snapshot.probe(File, path=PIN_FILE))
+    if users := settings.get(data.DOCKER_USERS):
+        found.append(snapshot.probe(UserGroups, users=list(users)))
+    found += snapshot.service_reads(SERVICE)
+    if settings.gpu is not None and settings.get(data.GPU_MPS):
+        found.append(snapshot.probe(DockerImage, image=settings.get(data.GPU_MPS_IMAGE)))
+    return found
+
+
 @deploy("Docker")
 def docker_engine(settings: preflight.HostPlan | None = None) -> Callable[[], bool]:
     """
@@ -60,7 +101,7 @@ def docker_engine(settings: preflight.HostPlan | None = None) -> Callable[[], bo
     NVIDIA's runtime, and with ``iluvatar_gpu_mps`` the MPS daemon's image is pulled. Returns, for ``_if=``,
     whether this run started or restarted dockerd.
     """
-    settings = settings or preflight.plan("gpu")
+    settings = settings or preflight.plan("gpu", reads=reads)
     source = settings.get(data.DOCKER_SOURCE)
     version = settings.get(data.DOCKER_VERSION) if source == "docker" else None
     configured: Mapping[str, Any] = settings.get(data.DOCKER_DAEMON)

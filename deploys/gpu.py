@@ -17,10 +17,15 @@ from io import StringIO
 
 from pyinfra.api.deploy import deploy
 from pyinfra.api.operation import OperationMeta
+from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import files, systemd
 
-from pyinfra_iluvatar import data, preflight
+from pyinfra_iluvatar import data, preflight, snapshot
+from pyinfra_iluvatar.facts.apt_repos import AptRepository
+from pyinfra_iluvatar.facts.combined import Probe
+from pyinfra_iluvatar.facts.nvidia import NvidiaGpus, NvidiaPersistenced
 from pyinfra_iluvatar.operations import apt_repos, nvidia, packages
+from pyinfra_iluvatar.urls import http_url
 
 PERSISTENCED = "nvidia-persistenced.service"
 REPOSITORY_LABEL = "NVIDIA's container toolkit apt repository"
@@ -87,6 +92,28 @@ def persistence() -> None:
     nvidia.persistence_enabled(name="Persistence mode is on for every GPU")
 
 
+def reads(settings: preflight.HostPlan) -> list[Probe]:
+    """What this deploy's operations read on a converged GPU host (:mod:`pyinfra_iluvatar.snapshot`)."""
+    if settings.gpu is None:
+        return []
+    uri = http_url(f"{settings.get(data.NVIDIA_REPOSITORY)}/stable/deb/{settings.arch}", base=True)
+    return [
+        snapshot.probe(
+            AptRepository,
+            uri=uri,
+            arch=settings.arch,
+            keyring=nvidia.TOOLKIT_KEYRING,
+            sources=nvidia.TOOLKIT_SOURCES,
+        ),
+        *snapshot.put_reads(nvidia.TOOLKIT_PIN_FILE),
+        snapshot.probe(DebPackages),
+        snapshot.probe(NvidiaPersistenced),
+        *snapshot.put_reads(nvidia.PERSISTENCED_UNIT),
+        *snapshot.service_reads(PERSISTENCED),
+        snapshot.probe(NvidiaGpus),
+    ]
+
+
 @deploy("NVIDIA GPU")
 def nvidia_gpu(settings: preflight.HostPlan | None = None) -> None:
     """
@@ -95,7 +122,7 @@ def nvidia_gpu(settings: preflight.HostPlan | None = None) -> None:
     ``iluvatar_gpu``/``iluvatar_nvidia_*`` data keys (README table), or ``settings`` when a deploy that checked them
     (the worker's) passes its own.
     """
-    settings = settings or preflight.plan("gpu")
+    settings = settings or preflight.plan("gpu", reads=reads)
     if settings.gpu is None:
         return
     nvidia_toolkit(

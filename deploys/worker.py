@@ -22,15 +22,19 @@ from typing import cast
 from pyinfra.api.deploy import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.context import host
+from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.server import KernelVersion, LinuxDistribution
 from pyinfra.operations import systemd
 
-from pyinfra_iluvatar import data, preflight
+from pyinfra_iluvatar import data, preflight, snapshot
+from pyinfra_iluvatar.deploys import cni, docker, gpu, zfs
+from pyinfra_iluvatar.deploys import containerd as containerd_part
 from pyinfra_iluvatar.deploys.cni import cni_tools
 from pyinfra_iluvatar.deploys.containerd import SERVICE, containerd_runtime
 from pyinfra_iluvatar.deploys.docker import docker_engine
 from pyinfra_iluvatar.deploys.gpu import nvidia_gpu
 from pyinfra_iluvatar.deploys.zfs import zfs_storage
+from pyinfra_iluvatar.facts.combined import Probe
 from pyinfra_iluvatar.operations import containerd, limits, packages, worker_config
 
 # What the worker binary calls by fixed path (iptables, ifconfig, ip, pgrep, ...), the page's package list, and
@@ -63,10 +67,29 @@ def energy_packages(distribution: str, kernel: str) -> list[str]:
     return ["ipmitool", "linux-perf"]
 
 
+def reads(settings: preflight.HostPlan) -> list[Probe]:
+    """
+    What the whole worker deploy reads on a converged host, every part's (:mod:`pyinfra_iluvatar.snapshot`): read
+    in one round trip per host, so a converged run costs that and pre-flight's.
+    """
+    found = [snapshot.probe(DebPackages)]
+    if settings.get(data.ENERGY_TOOLS):
+        found += [snapshot.probe(LinuxDistribution), snapshot.probe(KernelVersion)]
+    found += snapshot.put_reads(f"{limits.LIMITS_D}/90-iluvatar.conf")
+    found += gpu.reads(settings)
+    isolation = settings.get(data.ISOLATION)
+    if "docker" in isolation:
+        found += docker.reads(settings)
+    if "containerd" in isolation:
+        found += [*containerd_part.reads(settings), *cni.reads(settings)]
+    found += zfs.reads(settings)
+    return [*found, *snapshot.put_reads(settings.get(data.WORKER_CONFIG_PATH))]
+
+
 @deploy("Ilúvatar worker")
 def worker() -> None:
     """Bring this host to an Ilúvatar worker; reads the ``iluvatar_*`` data keys (README table)."""
-    settings = preflight.plan("worker")
+    settings = preflight.plan("worker", reads=reads)
     energy = []
     if settings.get(data.ENERGY_TOOLS):
         energy = energy_packages(host.get_fact(LinuxDistribution)["name"] or "", host.get_fact(KernelVersion))

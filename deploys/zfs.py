@@ -17,12 +17,15 @@ from io import StringIO
 from pyinfra.api.deploy import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.context import host
-from pyinfra.facts.server import KernelVersion, LinuxDistribution
+from pyinfra.facts.apt import AptSources
+from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.server import KernelModules, KernelVersion, LinuxDistribution
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from pyinfra_iluvatar import data, preflight
-from pyinfra_iluvatar.facts.zfs import ZfsImplementation, ZfsImplementationInfo
+from pyinfra_iluvatar import data, preflight, snapshot
+from pyinfra_iluvatar.facts.combined import Probe
+from pyinfra_iluvatar.facts.zfs import ZfsDatasetProperties, ZfsImplementation, ZfsImplementationInfo, ZpoolStatus
 from pyinfra_iluvatar.operations import packages, zfs
 
 SNAPSHOTTER_PATH = "/var/lib/containerd/io.containerd.snapshotter.v1.zfs"
@@ -60,6 +63,26 @@ def zfs_packages(chosen: str, distribution: str, kernel: str) -> list[str]:
     return ["zfsutils-linux"]
 
 
+def reads(settings: preflight.HostPlan) -> list[Probe]:
+    """What this deploy and its operations read on a converged host (:mod:`pyinfra_iluvatar.snapshot`)."""
+    if not settings.get(data.ZFS):
+        return []
+    chosen = settings.get(data.ZFS_IMPLEMENTATION)
+    found = [snapshot.probe(ZfsImplementation)] if chosen == "auto" else []
+    found.append(snapshot.probe(DebPackages))
+    if chosen in ("auto", "zfs-fuse"):
+        found += [*snapshot.put_reads(ZFS_FUSE_DROP_IN), *snapshot.service_reads("zfs-fuse.service")]
+    if chosen in ("auto", "openzfs"):
+        found += [snapshot.probe(LinuxDistribution), snapshot.probe(KernelVersion), snapshot.probe(AptSources)]
+        found += [snapshot.probe(KernelModules)]
+    pool = settings.get(data.ZFS_POOL)
+    found.append(snapshot.probe(ZpoolStatus, pool=pool))
+    if not settings.get(data.ZFS_DEVICES):
+        unit = zfs.import_unit_name(pool)
+        found += [*snapshot.put_reads(f"{zfs.UNIT_DIR}/{unit}"), *snapshot.service_reads(unit)]
+    return [*found, snapshot.probe(ZfsDatasetProperties, dataset=f"{pool}/containerd")]
+
+
 @deploy("ZFS for containerd")
 def zfs_storage(settings: preflight.HostPlan | None = None) -> OperationMeta | None:
     """
@@ -67,7 +90,7 @@ def zfs_storage(settings: preflight.HostPlan | None = None) -> OperationMeta | N
     is false; ``settings`` as for the other parts. Returns the dataset operation, so that a caller can restart
     containerd when the mount first appears.
     """
-    settings = settings or preflight.plan()
+    settings = settings or preflight.plan(reads=reads)
     if not settings.get(data.ZFS):
         return None
     chosen = settings.get(data.ZFS_IMPLEMENTATION)

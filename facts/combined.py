@@ -35,7 +35,7 @@ class Unreadable(str):
     """A section the host printed but its fact could not process (the value is the fact's message)."""
 
 
-def _fact_class(path: str) -> type[FactBase[Any]]:
+def fact_class(path: str) -> type[FactBase[Any]]:
     """The fact class at ``path``: only this package's and pyinfra's facts (output names them; never import more)."""
     module, _, name = path.rpartition(".")
     if not path.startswith(_PACKAGES) or not module:
@@ -80,7 +80,7 @@ class Combined(FactBase[dict[str, Any]]):
         for name, path, arguments in probes:
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
                 raise ValueError(f"a probe name is letters, digits and _.- only: {name!r}")
-            fact = _fact_class(path)()
+            fact = fact_class(path)()
             command = _shell(fact.command(**arguments) if callable(fact.command) else fact.command)
             required = _shell(fact.requires_command(**arguments))
             run = f"( {command} ) 2>/dev/null; echo '--- pyinfra-iluvatar combined: status '$?' ---'"
@@ -120,7 +120,7 @@ class Combined(FactBase[dict[str, Any]]):
 
 def _value(path: str, encoded: str, status: str, lines: list[str]) -> Any:
     """One section's value, processed by a fresh instance of its fact given its arguments again."""
-    fact = _fact_class(path)()
+    fact = fact_class(path)()
     if status != "0" or not lines:
         return fact.default()
     try:

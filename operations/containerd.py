@@ -20,7 +20,7 @@ from pyinfra.facts.files import FindInFile, Link
 from pyinfra.operations import apt, files
 
 from pyinfra_iluvatar.facts.containerd import ContainerdPlugins, ContainerdVersion
-from pyinfra_iluvatar.facts.release import InstalledRelease, receipt_paths
+from pyinfra_iluvatar.facts.release import InstalledRelease, receipt_paths, stat_path
 from pyinfra_iluvatar.operations._failure import fail_host
 
 UNIT_PATH = "/etc/systemd/system/containerd.service"
@@ -159,7 +159,7 @@ def release_build_absent() -> Generator[Any, None, None]:
 
         containerd.release_build_absent(name="No containerd release build")
     """
-    installed = host.get_fact(InstalledRelease, component="containerd")
+    installed = host.get_fact(InstalledRelease, component="containerd", verify=False)
     unit_ours = host.get_fact(FindInFile, path=UNIT_PATH, pattern=f"^{MANAGED_HEADER}")
     if installed is None and not unit_ours:
         host.noop("no containerd release build of pyinfra-iluvatar is installed")
@@ -173,7 +173,7 @@ def release_build_absent() -> Generator[Any, None, None]:
         'if [ "$(readlink /usr/bin/ctr)" = /usr/local/bin/ctr ]; then rm -f /usr/bin/ctr; fi;',
         "rm",
         "-f",
-        *(QuoteString(path) for path in (*files_installed, *receipt_paths("containerd"))),
+        *(QuoteString(path) for path in (*files_installed, *receipt_paths("containerd"), stat_path("containerd"))),
     )
 
 

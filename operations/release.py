@@ -21,14 +21,14 @@ from typing import Any, Literal
 
 import requests
 from pyinfra import logger
-from pyinfra.api.command import FileUploadCommand, FunctionCommand, StringCommand
+from pyinfra.api.command import FileUploadCommand, FunctionCommand, QuoteString, StringCommand
 from pyinfra.api.exceptions import OperationValueError
 from pyinfra.api.host import Host
 from pyinfra.api.operation import OperationMeta, operation
 from pyinfra.api.state import State
 from pyinfra.context import host
 
-from pyinfra_iluvatar.facts.release import RECEIPT_DIR, InstalledRelease, receipt_paths
+from pyinfra_iluvatar.facts.release import RECEIPT_DIR, STAT_FORMAT, InstalledRelease, receipt_paths, stat_path
 from pyinfra_iluvatar.releases.http import describe
 from pyinfra_iluvatar.releases.lockfile import Artifact
 from pyinfra_iluvatar.urls import redact
@@ -133,6 +133,7 @@ def script(*, component: str, version: str, source: str, steps: str) -> str:
     while that PID is still an install script of this component.
     """
     release, sums = receipt_paths(component)
+    stat = stat_path(component)
     q = shlex.quote
     prefix = f"{STAGING_DIR}/pyinfra-iluvatar-{component}."
     return f"""set -eu
@@ -150,6 +151,8 @@ changed=no
 mkdir -p {q(RECEIPT_DIR)}
 printf '%s\\n' "$installed" | while read -r f; do sha256sum "$f"; done > {q(sums + ".tmp")}
 mv -f {q(sums + ".tmp")} {q(sums)}
+printf '%s\\n' "$installed" | while read -r f; do stat -c {q(STAT_FORMAT)} "$f"; done > {q(stat + ".tmp")}
+mv -f {q(stat + ".tmp")} {q(stat)}
 printf 'component=%s\\nversion=%s\\nsource=%s\\n' {q(component)} {q(version)} {q(source)} > {q(release + ".tmp")}
 mv -f {q(release + ".tmp")} {q(release)}
 if [ "$changed" = yes ]; then
@@ -159,6 +162,23 @@ else
     echo "{component} {version}: installed files already byte-identical; receipt rewritten"
 fi
 """
+
+
+def record_stat(component: str) -> StringCommand:
+    """The command that writes ``component``'s ``.stat`` receipt for the files its ``.sha256`` receipt lists."""
+    sums, stat = receipt_paths(component)[1], stat_path(component)
+    return StringCommand(
+        "cut -c67-",
+        QuoteString(sums),
+        "| xargs -d '\\n' stat -c",
+        QuoteString(STAT_FORMAT),
+        "--",
+        ">",
+        QuoteString(stat + ".tmp"),
+        "&& mv -f",
+        QuoteString(stat + ".tmp"),
+        QuoteString(stat),
+    )
 
 
 def _verified(fetch: str, filename: str, sha256: str) -> str:
@@ -237,6 +257,7 @@ def install(
     download: DownloadMode = "host",
     mirror: str | None = None,
     cache_dir: str = "~/.cache/pyinfra-iluvatar/artifacts",
+    verify: bool = False,
 ) -> Generator[Any, None, None]:
     """
     Install the executables of a release artifact (the one for this host's architecture) into ``destination``.
@@ -262,6 +283,8 @@ def install(
       ``cache_dir``, verifies it, and uploads it to every host; the host verifies it again)
     + mirror: base URL that replaces upstream hosts (``<mirror>/github.com/<owner>/<repo>/releases/download/…``)
     + cache_dir: the controller's artifact cache, for ``download="controller"``
+    + verify: hash every installed file against the receipt to decide it is unchanged; ``False``: trust its size,
+      ctime and inode as recorded at install (``facts.release.InstalledRelease``), which reads no file
 
     **Example:**
 
@@ -282,7 +305,7 @@ def install(
         raise OperationValueError(f"{component}: layout='binary' needs binary_name")
     if download not in DOWNLOAD_MODES:
         raise OperationValueError(f"{component}: download must be one of {', '.join(DOWNLOAD_MODES)}, got {download!r}")
-    installed = host.get_fact(InstalledRelease, component=component)
+    installed = host.get_fact(InstalledRelease, component=component, verify=verify)
     if (
         installed
         and installed["version"] == version
@@ -290,7 +313,10 @@ def install(
         and installed["intact"]
         and all(path.startswith(f"{destination}/") for path in installed["files"])
     ):
-        host.noop(f"{component} {version} is installed in {destination}")
+        if verify or installed["checked"] == "stat":
+            host.noop(f"{component} {version} is installed in {destination}")
+        else:  # a receipt from before the .stat receipt: record it, so later runs need not hash
+            yield record_stat(component)
         return
 
     url = artifact.url_via(mirror)

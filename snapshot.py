@@ -1,0 +1,252 @@
+"""
+Read ahead: every fact a deploy's operations will read on a host, read in one round trip before they run.
+
+pyinfra 3 runs one command per fact an operation reads and shares nothing between operations, so a converged
+worker deploy cost one round trip per fact (37 per host). A deploy instead names what its operations read —
+:data:`~pyinfra_iluvatar.facts.combined.Probe` s, from its settings — and :func:`read_ahead` reads them on every
+host at once with :class:`~pyinfra_iluvatar.facts.combined.Combined`. From then on the host's ``get_fact`` answers
+those facts from what was read, as long as it is still what the host would say:
+
+- until the first command that is not a fact read runs on the host (an operation's, or any other code's; a file
+  upload too). From then on every fact is read live, as pyinfra does. On a converged host nothing runs, so every
+  operation decides from the one read; a run that changes something is as correct as pyinfra alone;
+- only for the same fact with the same arguments (defaults filled in), read as the same user (``_sudo``,
+  ``_su_user``, ``_chdir``, ... equal to the read-ahead's); anything else is read live;
+- a probe the host could not process (:class:`~pyinfra_iluvatar.facts.combined.Unreadable`) is read live again,
+  so its error comes from the fact itself.
+
+Every answer is a copy: an operation that edits a fact's value changes nothing for the next one.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import posixpath
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import gevent  # type: ignore[import-untyped]
+from pyinfra import logger
+from pyinfra.api.arguments import pop_global_arguments
+from pyinfra.api.facts import FactBase, ShortFactBase
+from pyinfra.api.host import Host
+from pyinfra.api.state import State
+from pyinfra.context import ctx_host
+from pyinfra.facts.files import Directory, File, Sha1File
+from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
+
+from pyinfra_iluvatar.facts.combined import Combined, Probe, Unreadable, fact_class
+
+Key = tuple[str, str]
+"""A fact read: the fact's class path and its arguments (defaults filled in) as sorted JSON."""
+
+_IDENTITY = (
+    "_sudo",
+    "_sudo_user",
+    "_use_sudo_login",
+    "_preserve_sudo_env",
+    "_su_user",
+    "_use_su_login",
+    "_preserve_su_env",
+    "_su_shell",
+    "_doas",
+    "_doas_user",
+    "_chdir",
+    "_env",
+    "_shell_executable",
+)
+"""The global arguments that change what a fact's command sees (who runs it, where, with what environment)."""
+_METHODS = ("get_fact", "run_shell_command", "put_file")
+
+
+def fact_path(fact: type[FactBase[Any]]) -> str:
+    """``pyinfra.facts.files.File``: the path :class:`Combined` probes name a fact by."""
+    return f"{fact.__module__}.{fact.__qualname__}"
+
+
+def key(fact: type[FactBase[Any]], arguments: Mapping[str, Any]) -> Key | None:
+    """The read of ``fact`` with ``arguments``, defaults filled in; ``None`` when the arguments do not fit."""
+    command = fact().command
+    try:
+        filled = inspect.getcallargs(command, **arguments) if callable(command) else dict(arguments)
+    except TypeError:
+        return None
+    filled.pop("self", None)
+    if not callable(command) and filled:
+        return None
+    return fact_path(fact), json.dumps(filled, sort_keys=True, default=str)
+
+
+def _identity(state: State, target: Host, arguments: Mapping[str, Any]) -> str:
+    """Who and where a fact read with ``arguments`` would run as, on ``target`` now (its current operation's)."""
+    merged = dict(target.current_op_global_arguments or {})
+    merged.update(arguments)
+    found, _ = pop_global_arguments(state, target, merged)
+    return json.dumps({name: found.get(name) for name in _IDENTITY}, sort_keys=True, default=str)
+
+
+class Snapshot:
+    """One host's read-ahead facts; installed as the host's ``get_fact``, ``run_shell_command`` and ``put_file``."""
+
+    def __init__(self, state: State, target: Host) -> None:
+        self.state = state
+        self.host = target
+        self.values: dict[Key, Any] = {}
+        self.identity = _identity(state, target, {})
+        self.stale = False
+        """Set by the first command on the host that is not a fact read: every fact is read live from then on."""
+        self._reading = 0
+        self._methods = {name: getattr(target, name) for name in _METHODS}
+        for name in _METHODS:
+            setattr(target, name, getattr(self, name))  # an instance attribute over the class's method
+
+    def uninstall(self) -> None:
+        """Give the host its own methods back."""
+        for name in _METHODS:
+            if name in vars(self.host):
+                delattr(self.host, name)
+
+    def has(self, probe: Probe) -> bool:
+        """Whether ``probe`` was read ahead (or cannot be: a fact that is not a plain ``FactBase``)."""
+        found = _probe_key(probe)
+        return found is None or found in self.values
+
+    def get_fact(self, fact: Any, *args: Any, **kwargs: Any) -> Any:
+        """The fact as the host would answer now: from the read-ahead while it holds, else read live."""
+        if not self.stale and not args and isinstance(fact, type) and issubclass(fact, FactBase):
+            arguments = {name: value for name, value in kwargs.items() if not name.startswith("_")}
+            if _identity(self.state, self.host, kwargs) == self.identity:
+                found, value = self._answer(fact, arguments)
+                if found:
+                    return value
+            if fact is not Combined:
+                logger.debug(f"{self.host.print_prefix}fact not read ahead: {fact_path(fact)} {arguments}")
+        self._reading += 1
+        try:
+            return self._methods["get_fact"](fact, *args, **kwargs)
+        finally:
+            self._reading -= 1
+
+    def _answer(self, fact: type[FactBase[Any]], arguments: Mapping[str, Any]) -> tuple[bool, Any]:
+        """``(True, a copy of the value)`` when the read-ahead has it (a :class:`Combined` read: each of its probes)."""
+        if fact is Combined:
+            probes = arguments.get("probes", ())
+            reads = {name: _probe_key((name, path, values)) for name, path, values in probes}
+            if not reads or not all(read in self.values for read in reads.values()):
+                return False, None
+            return True, {name: copy.deepcopy(self.values[read]) for name, read in reads.items() if read}
+        read = key(fact, arguments)
+        if read is None or read not in self.values:
+            return False, None
+        return True, copy.deepcopy(self.values[read])
+
+    def run_shell_command(self, *args: Any, **kwargs: Any) -> Any:
+        """Run a command; anything but a fact read may change the host, so the read-ahead no longer holds."""
+        if not self._reading:
+            self.stale = True
+        return self._methods["run_shell_command"](*args, **kwargs)
+
+    def put_file(self, *args: Any, **kwargs: Any) -> Any:
+        """Upload a file; the read-ahead no longer holds."""
+        self.stale = True
+        return self._methods["put_file"](*args, **kwargs)
+
+
+_snapshots: weakref.WeakKeyDictionary[Host, Snapshot] = weakref.WeakKeyDictionary()
+
+
+def _probe_key(probe: Probe) -> Key | None:
+    _, path, arguments = probe
+    fact = fact_class(path)
+    return None if issubclass(fact, ShortFactBase) else key(fact, arguments)
+
+
+def read_ahead(state: State, probes: Mapping[Host, Iterable[Probe]]) -> None:
+    """
+    Read each host's ``probes`` (those not read ahead yet, on hosts where the read-ahead still holds) in one round
+    trip per host, all hosts at once; from then on the host's ``get_fact`` answers them while they hold.
+    """
+    wanted: dict[Host, list[Probe]] = {}
+    for target, asked in probes.items():
+        snapshot = _snapshots.get(target)
+        if snapshot is None or snapshot.state is not state:  # a host of an earlier run in this process
+            if snapshot is not None:
+                snapshot.uninstall()
+            snapshot = _snapshots[target] = Snapshot(state, target)
+        if snapshot.stale:
+            continue
+        unique = {_probe_key(probe) or probe[1]: probe for probe in asked}
+        unread = _batched([probe for probe in unique.values() if not snapshot.has(probe)])
+        if unread:
+            wanted[target] = [(f"p{index}", path, arguments) for index, (_, path, arguments) in enumerate(unread)]
+
+    def read(target: Host, asked: list[Probe]) -> dict[str, Any]:
+        with ctx_host.use(target):
+            found: dict[str, Any] = target.get_fact(Combined, probes=tuple(asked))
+            return found
+
+    greenlets = {target: gevent.spawn(read, target, asked) for target, asked in wanted.items()}
+    gevent.joinall(list(greenlets.values()))
+    for target, greenlet in greenlets.items():
+        if not greenlet.successful():
+            continue  # read live then, as pyinfra would; the fact reports its own errors
+        snapshot = _snapshots[target]
+        for name, path, arguments in wanted[target]:
+            value = greenlet.value.get(name)
+            if name not in greenlet.value or isinstance(value, Unreadable):
+                continue
+            for one, answer in _split(path, arguments, value):
+                known = _probe_key((name, path, one))
+                if known is not None:
+                    snapshot.values[known] = answer
+
+
+_PER_SERVICE = (fact_path(SystemdStatus), fact_path(SystemdEnabled))
+"""Facts of several services at once (``services=[...]``: one ``systemctl show``), answering each one's read."""
+
+
+def _batched(probes: list[Probe]) -> list[Probe]:
+    """``probes``, with the reads of :data:`_PER_SERVICE` facts that differ only in their services made one."""
+    singles: list[Probe] = []
+    services: dict[tuple[str, str], list[str]] = {}
+    first: dict[tuple[str, str], Probe] = {}
+    for name, path, arguments in probes:
+        if path not in _PER_SERVICE or "services" not in arguments:
+            singles.append((name, path, arguments))
+            continue
+        rest = json.dumps({k: v for k, v in arguments.items() if k != "services"}, sort_keys=True, default=str)
+        first.setdefault((path, rest), (name, path, arguments))
+        services.setdefault((path, rest), []).extend(arguments["services"])
+    merged = [
+        (name, path, {**arguments, "services": services[group]}) for group, (name, path, arguments) in first.items()
+    ]
+    return singles + merged
+
+
+def _split(path: str, arguments: Mapping[str, Any], value: Any) -> list[tuple[Mapping[str, Any], Any]]:
+    """What each single read answers, from a :func:`_batched` read's ``value`` (itself, for any other read)."""
+    if path not in _PER_SERVICE or not isinstance(value, dict):
+        return [(arguments, value)]
+    return [
+        ({**arguments, "services": [service]}, {service: value[service]})
+        for service in arguments["services"]
+        if service in value
+    ]
+
+
+def probe(fact: type[FactBase[Any]], **arguments: Any) -> Probe:
+    """A read of ``fact`` with ``arguments``, for a deploy's list of what its operations read."""
+    return ("read", fact_path(fact), arguments)
+
+
+def put_reads(path: str) -> list[Probe]:
+    """What pyinfra's ``files.put`` (and ``files.template``) reads for ``dest=path`` on a host that has the file."""
+    return [probe(File, path=path), probe(Directory, path=posixpath.dirname(path)), probe(Sha1File, path=path)]
+
+
+def service_reads(service: str) -> list[Probe]:
+    """What pyinfra's ``systemd.service`` reads for ``service`` (its state, and whether it is enabled)."""
+    return [probe(SystemdStatus, services=[service]), probe(SystemdEnabled, services=[service])]
