@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pyinfra_iluvatar.sandbox import Sandbox, cgroups
+from pyinfra_iluvatar.sandbox import Sandbox, cgroups, network
 from pyinfra_iluvatar.sandbox.settings import STATE_DIR_ENV
 from pyinfra_iluvatar.tests.support.lab import OLD, SANDBOX_WORKER, running_lab
 from pyinfra_iluvatar.tests.support.sandbox import SandboxSession
@@ -71,7 +71,7 @@ def measure(hosts: int, net: int, runs: int) -> str:
                 data = lab.data_arguments(OLD, **SANDBOX_WORKER)
                 deploy = [str(PYINFRA), "-y", str(INVENTORY), *data]
                 check = [str(CLI), "check", str(INVENTORY), *data, "--ignore", "cgroups"]
-                machines = [host.machine for host in session.hosts]
+                machines = cgroups.machines(network.SandboxNetwork(net).machine_prefix)
                 timed([*deploy, "deploys/worker.py"], env)  # the first run: the fleet converges
                 timed([*deploy, "deploys/worker.py"], env)  # receipts written by an older version are completed
                 worker, floor, checks, worker_cpu, floor_cpu = [], [], [], [], []
