@@ -80,11 +80,11 @@ def key(fact: type[FactBase[Any]], arguments: Mapping[str, Any]) -> Key | None:
     return fact_path(fact), json.dumps(filled, sort_keys=True, default=str)
 
 
-def _identity(state: State, target: Host, arguments: Mapping[str, Any]) -> str:
-    """Who and where a fact read with ``arguments`` would run as, on ``target`` now (its current operation's)."""
-    merged = dict(target.current_op_global_arguments or {})
-    merged.update(arguments)
-    found, _ = pop_global_arguments(state, target, merged)
+def _identity(state: State, target: Host) -> str:
+    """Who and where a fact read on ``target`` runs as now: its current operation's global arguments, or (outside
+    any operation) those of the host's data and the run's config."""
+    current = target.current_op_global_arguments
+    found: Mapping[str, Any] = current if current is not None else pop_global_arguments(state, target, {})[0]
     return json.dumps({name: found.get(name) for name in _IDENTITY}, sort_keys=True, default=str)
 
 
@@ -95,7 +95,7 @@ class Snapshot:
         self.state = state
         self.host = target
         self.values: dict[Key, Any] = {}
-        self.identity = _identity(state, target, {})
+        self.identity = _identity(state, target)
         self.stale = False
         """Set by the first command on the host that is not a fact read: every fact is read live from then on."""
         self._reading = 0
@@ -118,7 +118,7 @@ class Snapshot:
         """The fact as the host would answer now: from the read-ahead while it holds, else read live."""
         if not self.stale and not args and isinstance(fact, type) and issubclass(fact, FactBase):
             arguments = {name: value for name, value in kwargs.items() if not name.startswith("_")}
-            if _identity(self.state, self.host, kwargs) == self.identity:
+            if len(arguments) == len(kwargs) and _identity(self.state, self.host) == self.identity:
                 found, value = self._answer(fact, arguments)
                 if found:
                     return value

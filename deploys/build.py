@@ -19,6 +19,7 @@ from pyinfra.api.deploy import deploy
 from pyinfra.context import host
 
 from pyinfra_iluvatar import data, preflight
+from pyinfra_iluvatar.deploys import run_as_deploy_file
 from pyinfra_iluvatar.deploys.docker import docker_engine
 from pyinfra_iluvatar.operations import build, docker, packages, release
 from pyinfra_iluvatar.operations.worker_config import render
@@ -130,4 +131,4 @@ def build_host() -> None:
 
 # `pyinfra INVENTORY deploys/build.py` executes this file without a module name: run the deploy then.
 if "__name__" not in globals():
-    build_host()
+    run_as_deploy_file(__file__, "pyinfra_iluvatar.deploys.build", build_host)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pyinfra.api.deploy import deploy
 
 from pyinfra_iluvatar import data, preflight, snapshot
+from pyinfra_iluvatar.deploys import run_as_deploy_file
 from pyinfra_iluvatar.facts.combined import Probe
 from pyinfra_iluvatar.facts.release import InstalledRelease
 from pyinfra_iluvatar.operations import cni, release
@@ -84,4 +85,4 @@ def reads(settings: preflight.HostPlan) -> list[Probe]:
 
 # `pyinfra INVENTORY deploys/cni.py` executes this file without a module name: run the deploy then.
 if "__name__" not in globals():
-    cni_tools()
+    run_as_deploy_file(__file__, "pyinfra_iluvatar.deploys.cni", cni_tools)

@@ -20,6 +20,7 @@ from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
 from pyinfra_iluvatar import data, preflight, snapshot
+from pyinfra_iluvatar.deploys import run_as_deploy_file
 from pyinfra_iluvatar.facts.combined import Probe
 from pyinfra_iluvatar.facts.containerd import ContainerdVersion
 from pyinfra_iluvatar.facts.release import InstalledRelease
@@ -152,4 +153,4 @@ def nvidia_runtime(settings: preflight.HostPlan, containerd_major: int | None) -
 
 # `pyinfra INVENTORY deploys/containerd.py` executes this file without a module name: run the deploy then.
 if "__name__" not in globals():
-    containerd_runtime()
+    run_as_deploy_file(__file__, "pyinfra_iluvatar.deploys.containerd", containerd_runtime)

@@ -24,6 +24,7 @@ from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from pyinfra_iluvatar import data, preflight, snapshot
+from pyinfra_iluvatar.deploys import run_as_deploy_file
 from pyinfra_iluvatar.facts.apt_repos import AptRepository
 from pyinfra_iluvatar.facts.combined import Probe
 from pyinfra_iluvatar.facts.docker import UserGroups
@@ -161,4 +162,4 @@ def docker_engine(settings: preflight.HostPlan | None = None) -> Callable[[], bo
 
 # `pyinfra INVENTORY deploys/docker.py` executes this file without a module name: run the deploy then.
 if "__name__" not in globals():
-    docker_engine()
+    run_as_deploy_file(__file__, "pyinfra_iluvatar.deploys.docker", docker_engine)

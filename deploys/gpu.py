@@ -21,6 +21,7 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import files, systemd
 
 from pyinfra_iluvatar import data, preflight, snapshot
+from pyinfra_iluvatar.deploys import run_as_deploy_file
 from pyinfra_iluvatar.facts.apt_repos import AptRepository
 from pyinfra_iluvatar.facts.combined import Probe
 from pyinfra_iluvatar.facts.nvidia import NvidiaGpus, NvidiaPersistenced
@@ -137,4 +138,4 @@ def nvidia_gpu(settings: preflight.HostPlan | None = None) -> None:
 
 # `pyinfra INVENTORY deploys/gpu.py` executes this file without a module name: run the deploy then.
 if "__name__" not in globals():
-    nvidia_gpu()
+    run_as_deploy_file(__file__, "pyinfra_iluvatar.deploys.gpu", nvidia_gpu)

@@ -27,7 +27,7 @@ from pyinfra.facts.server import KernelVersion, LinuxDistribution
 from pyinfra.operations import systemd
 
 from pyinfra_iluvatar import data, preflight, snapshot
-from pyinfra_iluvatar.deploys import cni, docker, gpu, zfs
+from pyinfra_iluvatar.deploys import cni, docker, gpu, run_as_deploy_file, zfs
 from pyinfra_iluvatar.deploys import containerd as containerd_part
 from pyinfra_iluvatar.deploys.cni import cni_tools
 from pyinfra_iluvatar.deploys.containerd import SERVICE, containerd_runtime
@@ -132,6 +132,5 @@ def worker() -> None:
 
 
 # `pyinfra INVENTORY deploys/worker.py` executes this file without a module name: run the deploy then.
-# Importing it (`pyinfra_iluvatar.deploys.worker`) only defines `worker`.
 if "__name__" not in globals():
-    worker()
+    run_as_deploy_file(__file__, "pyinfra_iluvatar.deploys.worker", worker)

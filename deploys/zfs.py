@@ -24,6 +24,7 @@ from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from pyinfra_iluvatar import data, preflight, snapshot
+from pyinfra_iluvatar.deploys import run_as_deploy_file
 from pyinfra_iluvatar.facts.combined import Probe
 from pyinfra_iluvatar.facts.zfs import ZfsDatasetProperties, ZfsImplementation, ZfsImplementationInfo, ZpoolStatus
 from pyinfra_iluvatar.operations import packages, zfs
@@ -153,4 +154,4 @@ def zfs_storage(settings: preflight.HostPlan | None = None) -> OperationMeta | N
 
 # `pyinfra INVENTORY deploys/zfs.py` executes this file without a module name: run the deploy then.
 if "__name__" not in globals():
-    zfs_storage()
+    run_as_deploy_file(__file__, "pyinfra_iluvatar.deploys.zfs", zfs_storage)
