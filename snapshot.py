@@ -35,10 +35,11 @@ from pyinfra.api.facts import FactBase, ShortFactBase
 from pyinfra.api.host import Host
 from pyinfra.api.state import State
 from pyinfra.context import ctx_host
-from pyinfra.facts.files import Directory, File, Sha1File
+from pyinfra.facts.files import Directory, File, Link, Sha1File
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from pyinfra_iluvatar.facts.combined import Combined, Probe, Unreadable, fact_class
+from pyinfra_iluvatar.facts.files import FileHashes, PathStats
 
 Key = tuple[str, str]
 """A fact read: the fact's class path and its arguments (defaults filled in) as sorted JSON."""
@@ -198,43 +199,70 @@ def read_ahead(state: State, probes: Mapping[Host, Iterable[Probe]]) -> None:
             value = greenlet.value.get(name)
             if name not in greenlet.value or isinstance(value, Unreadable):
                 continue
-            for one, answer in _split(path, arguments, value):
-                known = _probe_key((name, path, one))
+            for single, one, answer in _split(path, arguments, value):
+                known = _probe_key((name, single, one))
                 if known is not None:
                     snapshot.values[known] = answer
 
 
 _PER_SERVICE = (fact_path(SystemdStatus), fact_path(SystemdEnabled))
 """Facts of several services at once (``services=[...]``: one ``systemctl show``), answering each one's read."""
+_STATS = {fact_path(fact): fact for fact in (File, Directory, Link)}
+"""pyinfra's facts that ``stat`` one path: :class:`PathStats` answers them for every path in one ``stat``."""
+_HASHES = fact_path(Sha1File)
+"""pyinfra's fact that hashes one file: :class:`FileHashes` answers it for every file in one ``sha1sum``."""
 
 
 def _batched(probes: list[Probe]) -> list[Probe]:
-    """``probes``, with the reads of :data:`_PER_SERVICE` facts that differ only in their services made one."""
+    """
+    ``probes`` in as few commands as give the same answers: reads of :data:`_PER_SERVICE` facts that differ only
+    in their services made one, every :data:`_STATS` read one :class:`PathStats`, every :data:`_HASHES` read one
+    :class:`FileHashes`.
+    """
     singles: list[Probe] = []
     services: dict[tuple[str, str], list[str]] = {}
     first: dict[tuple[str, str], Probe] = {}
+    stats: list[str] = []
+    hashes: list[str] = []
     for name, path, arguments in probes:
-        if path not in _PER_SERVICE or "services" not in arguments:
+        plain_path = isinstance(arguments.get("path"), str) and arguments["path"].startswith("/")
+        if path in _STATS and plain_path and "\n" not in arguments["path"]:
+            stats.append(arguments["path"])
+        elif path == _HASHES and plain_path and "\n" not in arguments["path"]:
+            hashes.append(arguments["path"])
+        elif path in _PER_SERVICE and "services" in arguments:
+            rest = json.dumps({k: v for k, v in arguments.items() if k != "services"}, sort_keys=True, default=str)
+            first.setdefault((path, rest), (name, path, arguments))
+            services.setdefault((path, rest), []).extend(arguments["services"])
+        else:
             singles.append((name, path, arguments))
-            continue
-        rest = json.dumps({k: v for k, v in arguments.items() if k != "services"}, sort_keys=True, default=str)
-        first.setdefault((path, rest), (name, path, arguments))
-        services.setdefault((path, rest), []).extend(arguments["services"])
     merged = [
         (name, path, {**arguments, "services": services[group]}) for group, (name, path, arguments) in first.items()
     ]
+    if stats:
+        merged.append(("stats", fact_path(PathStats), {"paths": sorted(set(stats))}))
+    if hashes:
+        merged.append(("hashes", fact_path(FileHashes), {"paths": sorted(set(hashes))}))
     return singles + merged
 
 
-def _split(path: str, arguments: Mapping[str, Any], value: Any) -> list[tuple[Mapping[str, Any], Any]]:
-    """What each single read answers, from a :func:`_batched` read's ``value`` (itself, for any other read)."""
-    if path not in _PER_SERVICE or not isinstance(value, dict):
-        return [(arguments, value)]
-    return [
-        ({**arguments, "services": [service]}, {service: value[service]})
-        for service in arguments["services"]
-        if service in value
-    ]
+def _split(path: str, arguments: Mapping[str, Any], value: Any) -> list[tuple[str, Mapping[str, Any], Any]]:
+    """Each single read a :func:`_batched` read answers, with its answer as the third item."""
+    if path in _PER_SERVICE and isinstance(value, dict):
+        return [
+            (path, {**arguments, "services": [service]}, {service: value[service]})
+            for service in arguments["services"]
+            if service in value
+        ]
+    if path == fact_path(PathStats):
+        return [
+            (single, {"path": file}, fact().process([value[file]]) if file in value else None)
+            for file in arguments["paths"]
+            for single, fact in _STATS.items()
+        ]
+    if path == fact_path(FileHashes):
+        return [(_HASHES, {"path": file}, value.get(file)) for file in arguments["paths"]]
+    return [(path, arguments, value)]
 
 
 def probe(fact: type[FactBase[Any]], **arguments: Any) -> Probe:

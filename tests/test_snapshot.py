@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyinfra.facts.files import File
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
+from pyinfra_iluvatar.facts.files import PathStats
 from pyinfra_iluvatar.snapshot import _batched, _split, fact_path, key, probe, service_reads
 
 
@@ -19,13 +20,29 @@ def test_a_read_is_keyed_with_its_defaults_filled_in() -> None:
 def test_reads_of_services_are_one_read_per_fact_and_split_back() -> None:
     probes = [*service_reads("a.service"), probe(File, path="/a"), *service_reads("b.service")]
     batched = _batched(probes)
-    assert [(path, arguments.get("services")) for _, path, arguments in batched] == [
-        (fact_path(File), None),
-        (fact_path(SystemdStatus), ["a.service", "b.service"]),
-        (fact_path(SystemdEnabled), ["a.service", "b.service"]),
+    assert [(path, arguments) for _, path, arguments in batched] == [
+        (fact_path(SystemdStatus), {"services": ["a.service", "b.service"]}),
+        (fact_path(SystemdEnabled), {"services": ["a.service", "b.service"]}),
+        (fact_path(PathStats), {"paths": ["/a"]}),
     ]
-    _, path, arguments = batched[1]
+    _, path, arguments = batched[0]
     # What SystemdStatus returned for both services (b.service unknown to the host: absent from the value).
     split = _split(path, arguments, {"a.service": True})
-    assert split == [({"services": ["a.service"]}, {"a.service": True})]
-    assert _split(fact_path(File), {"path": "/a"}, None) == [({"path": "/a"}, None)]
+    assert split == [(path, {"services": ["a.service"]}, {"a.service": True})]
+    assert _split(fact_path(File), {"path": "/a"}, None) == [(fact_path(File), {"path": "/a"}, None)]
+
+
+def test_stat_lines_answer_file_directory_and_link_as_pyinfra_would() -> None:
+    """A line as GNU stat printed it on a sandbox host (Debian 12) for /usr/bin/ctr, a link the worker deploy made."""
+    line = (
+        "user=root group=root mode=lrwxrwxrwx atime=1796341060 mtime=1796341059 ctime=1796341059 size=18"
+        " '/usr/bin/ctr' -> '/usr/local/bin/ctr'"
+    )
+    answers = {}
+    for single, arguments, answer in _split(
+        fact_path(PathStats), {"paths": ["/usr/bin/ctr", "/x"]}, {"/usr/bin/ctr": line}
+    ):
+        answers[(single.rsplit(".", 1)[-1], arguments["path"])] = answer
+    assert answers[("Link", "/usr/bin/ctr")]["link_target"] == "/usr/local/bin/ctr"
+    assert answers[("File", "/usr/bin/ctr")] is False and answers[("Directory", "/usr/bin/ctr")] is False
+    assert answers[("File", "/x")] is None
