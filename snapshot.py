@@ -192,7 +192,7 @@ def read_ahead(state: State, probes: Mapping[Host, Iterable[Probe]]) -> None:
     greenlets = {target: gevent.spawn(read, target, asked) for target, asked in wanted.items()}
     gevent.joinall(list(greenlets.values()))
     for target, greenlet in greenlets.items():
-        if not greenlet.successful():
+        if not greenlet.successful() or not isinstance(greenlet.value, dict):
             continue  # read live then, as pyinfra would; the fact reports its own errors
         snapshot = _snapshots[target]
         for name, path, arguments in wanted[target]:
@@ -254,6 +254,8 @@ def _split(path: str, arguments: Mapping[str, Any], value: Any) -> list[tuple[st
             for service in arguments["services"]
             if service in value
         ]
+    if path in (fact_path(PathStats), fact_path(FileHashes)) and not isinstance(value, dict):
+        return []  # the tool printed nothing: each file is read on its own then
     if path == fact_path(PathStats):
         return [
             (single, {"path": file}, fact().process([value[file]]) if file in value else None)
