@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
+from pyinfra.context import host, state
+
 
 def run_as_deploy_file(path: str, module: str, deploy: Callable[[], object]) -> None:
     """
@@ -18,3 +20,24 @@ def run_as_deploy_file(path: str, module: str, deploy: Callable[[], object]) -> 
     """
     inspect.modulesbyfile.setdefault(path, module)
     deploy()
+
+
+def changing() -> bool:
+    """
+    Whether this run changes the current host in an operation registered on it so far: one that ran and changed
+    it, or one that would change it now. That is pyinfra's own check (run the operation until its first command,
+    on the state read so far), which pyinfra makes at each operation when it shows changes before running (no
+    ``-y``) and this makes only up to the first operation that changes something.
+
+    The deploys register their ``_if=``-gated follow-ups (reload systemd, restart, wait until a daemon answers)
+    only when this is true: on a host where no operation before them changes anything, no ``_if=`` built from
+    those operations can hold, and every operation registered costs the controller time per host on every run.
+    """
+    registered = state.ops.get(host, {})
+    for op_hash in host.op_hash_order:
+        op = registered.get(op_hash)
+        if op is not None and (
+            op.operation_meta.did_change() if op.operation_meta.is_complete() else op.operation_meta.will_change
+        ):
+            return True
+    return False

@@ -20,7 +20,7 @@ from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
 from pyinfra_iluvatar import data, preflight, snapshot
-from pyinfra_iluvatar.deploys import run_as_deploy_file
+from pyinfra_iluvatar.deploys import changing, run_as_deploy_file
 from pyinfra_iluvatar.facts.combined import Probe
 from pyinfra_iluvatar.facts.containerd import ContainerdVersion
 from pyinfra_iluvatar.facts.release import InstalledRelease
@@ -67,19 +67,19 @@ def containerd_runtime(settings: preflight.HostPlan | None = None) -> Callable[[
         snapshotter=settings.get(data.SNAPSHOTTER),
     )
     gpu_runtime = nvidia_runtime(settings, Version(locked.version).major)
-    systemd.daemon_reload(name="Reload systemd units", _if=any_changed(unmask, unit))
-    # A reinstall that found every binary byte-identical (a lost receipt) replaced nothing: no restart for it.
-    files_replaced, setup_changed = release.replaced(binaries), any_changed(unmask, unit, config, *gpu_runtime)
-    restart = systemd.service(
-        name="Start or restart containerd (binaries, unit or config changed)",
-        service=SERVICE,
-        restarted=True,
-        _if=lambda: files_replaced() or setup_changed(),
-    )
-    start = systemd.service(name="containerd running and enabled", service=SERVICE, running=True, enabled=True)
-    started = any_changed(restart, start)
-    containerd.ready(name="containerd answers ctr version", _if=started)
-    return started
+    restarts = []
+    if changing():
+        systemd.daemon_reload(name="Reload systemd units", _if=any_changed(unmask, unit))
+        # A reinstall that found every binary byte-identical (a lost receipt) replaced nothing: no restart for it.
+        files_replaced, setup_changed = release.replaced(binaries), any_changed(unmask, unit, config, *gpu_runtime)
+        restart = systemd.service(
+            name="Start or restart containerd (binaries, unit or config changed)",
+            service=SERVICE,
+            restarted=True,
+            _if=lambda: files_replaced() or setup_changed(),
+        )
+        restarts.append(restart)
+    return started_and_ready(restarts)
 
 
 def reads(settings: preflight.HostPlan) -> list[Probe]:
@@ -125,16 +125,28 @@ def packaged_containerd(settings: preflight.HostPlan) -> Callable[[], bool]:
     )
     config = containerd.config(name="containerd config", snapshotter=settings.get(data.SNAPSHOTTER))
     gpu_runtime = nvidia_runtime(settings, None)
-    systemd.daemon_reload(name="Reload systemd units", _if=drop_in.did_change)
-    restart = systemd.service(
-        name="Restart containerd (its config or limit changed)",
-        service=SERVICE,
-        restarted=True,
-        _if=any_changed(drop_in, config, *gpu_runtime),
-    )
+    restarts = []
+    if changing():
+        systemd.daemon_reload(name="Reload systemd units", _if=drop_in.did_change)
+        restart = systemd.service(
+            name="Restart containerd (its config or limit changed)",
+            service=SERVICE,
+            restarted=True,
+            _if=any_changed(drop_in, config, *gpu_runtime),
+        )
+        restarts.append(restart)
+    return started_and_ready(restarts)
+
+
+def started_and_ready(restarts: list[OperationMeta]) -> Callable[[], bool]:
+    """
+    containerd running and enabled, then a wait until ``ctr version`` answers when this run restarted (one of
+    ``restarts`` changed) or started it. Returns, for ``_if=``, whether this run started or restarted containerd.
+    """
     start = systemd.service(name="containerd running and enabled", service=SERVICE, running=True, enabled=True)
-    started = any_changed(restart, start)
-    containerd.ready(name="containerd answers ctr version", _if=started)
+    started = any_changed(*restarts, start)
+    if changing():
+        containerd.ready(name="containerd answers ctr version", _if=started)
     return started
 
 

@@ -24,7 +24,7 @@ from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from pyinfra_iluvatar import data, preflight, snapshot
-from pyinfra_iluvatar.deploys import run_as_deploy_file
+from pyinfra_iluvatar.deploys import changing, run_as_deploy_file
 from pyinfra_iluvatar.facts.apt_repos import AptRepository
 from pyinfra_iluvatar.facts.combined import Probe
 from pyinfra_iluvatar.facts.docker import UserGroups
@@ -116,7 +116,8 @@ def docker_engine(settings: preflight.HostPlan | None = None) -> Callable[[], bo
     drop_in = limits.unit_limits(
         name="docker.service file limit", unit=SERVICE, limit_nofile=settings.get(data.NOFILE_LIMIT)
     )
-    systemd.daemon_reload(name="Reload systemd units (docker)", _if=drop_in.did_change)
+    if changing():
+        systemd.daemon_reload(name="Reload systemd units (docker)", _if=drop_in.did_change)
     containerd.release_build_absent(name="No containerd release build (Docker's package brings containerd)")
     if source == "docker":
         distribution = host.get_fact(LinuxDistribution)
@@ -140,21 +141,25 @@ def docker_engine(settings: preflight.HostPlan | None = None) -> Callable[[], bo
         docker.group_members(name="Users in the docker group", users=list(users))
 
     # Docker's unit allows 3 starts a minute and an install's own start counts: forget them before restarting.
-    restart = server.shell(
-        name="Restart docker (daemon.json or its limit changed)",
-        commands=[f"systemctl reset-failed {SERVICE}; systemctl restart {SERVICE}"],
-        _if=any_changed(daemon, drop_in),
-    )
+    changes = [installed]
+    if changing():
+        restart = server.shell(
+            name="Restart docker (daemon.json or its limit changed)",
+            commands=[f"systemctl reset-failed {SERVICE}; systemctl restart {SERVICE}"],
+            _if=any_changed(daemon, drop_in),
+        )
+        changes.append(restart)
     start = systemd.service(name="docker running and enabled", service=SERVICE, running=True, enabled=True)
-    started = any_changed(installed, restart, start)
-    docker.ready(name="Docker answers docker info", _if=started)
-    cgroup_driver, storage_driver = expected_drivers(daemon_settings)
-    docker.daemon_as_expected(
-        name="Docker's drivers are the configured ones",
-        cgroup_driver=cgroup_driver,
-        storage_driver=storage_driver,
-        _if=started,
-    )
+    started = any_changed(*changes, start)
+    if changing():
+        docker.ready(name="Docker answers docker info", _if=started)
+        cgroup_driver, storage_driver = expected_drivers(daemon_settings)
+        docker.daemon_as_expected(
+            name="Docker's drivers are the configured ones",
+            cgroup_driver=cgroup_driver,
+            storage_driver=storage_driver,
+            _if=started,
+        )
     if settings.gpu is not None and settings.get(data.GPU_MPS):
         nvidia.mps_image(name="MPS daemon image pulled", image=settings.get(data.GPU_MPS_IMAGE))
     return started

@@ -21,7 +21,7 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import files, systemd
 
 from pyinfra_iluvatar import data, preflight, snapshot
-from pyinfra_iluvatar.deploys import run_as_deploy_file
+from pyinfra_iluvatar.deploys import changing, run_as_deploy_file
 from pyinfra_iluvatar.facts.apt_repos import AptRepository
 from pyinfra_iluvatar.facts.combined import Probe
 from pyinfra_iluvatar.facts.nvidia import NvidiaGpus, NvidiaPersistenced
@@ -85,10 +85,14 @@ def persistence() -> None:
     on every GPU (the host fails naming each GPU where it is off).
     """
     unit = nvidia.persistenced_unit(name="nvidia-persistenced unit (persistence mode on)")
-    systemd.daemon_reload(name="Reload systemd units (nvidia-persistenced)", _if=unit.did_change)
-    systemd.service(
-        name="Restart nvidia-persistenced (its unit changed)", service=PERSISTENCED, restarted=True, _if=unit.did_change
-    )
+    if changing():
+        systemd.daemon_reload(name="Reload systemd units (nvidia-persistenced)", _if=unit.did_change)
+        systemd.service(
+            name="Restart nvidia-persistenced (its unit changed)",
+            service=PERSISTENCED,
+            restarted=True,
+            _if=unit.did_change,
+        )
     systemd.service(name="nvidia-persistenced running and enabled", service=PERSISTENCED, running=True, enabled=True)
     nvidia.persistence_enabled(name="Persistence mode is on for every GPU")
 

@@ -27,7 +27,7 @@ from pyinfra.facts.server import KernelVersion, LinuxDistribution
 from pyinfra.operations import systemd
 
 from pyinfra_iluvatar import data, preflight, snapshot
-from pyinfra_iluvatar.deploys import cni, docker, gpu, run_as_deploy_file, zfs
+from pyinfra_iluvatar.deploys import changing, cni, docker, gpu, run_as_deploy_file, zfs
 from pyinfra_iluvatar.deploys import containerd as containerd_part
 from pyinfra_iluvatar.deploys.cni import cni_tools
 from pyinfra_iluvatar.deploys.containerd import SERVICE, containerd_runtime
@@ -111,7 +111,7 @@ def worker() -> None:
     dataset = cast("OperationMeta | None", zfs_storage(settings=settings))
     if uses_containerd:
         starts = [started]
-        if dataset is not None:
+        if dataset is not None and changing():
             restarted = systemd.service(
                 name="containerd restarted: its zfs snapshotter's dataset is mounted",
                 service=SERVICE,
@@ -120,11 +120,12 @@ def worker() -> None:
             )
             containerd.ready(name="containerd answers ctr version again", _if=restarted.did_change)
             starts.append(restarted.did_change)
-        containerd.plugins_ready(
-            name="containerd's CRI and snapshotter plugins loaded",
-            snapshotter=settings.get(data.SNAPSHOTTER),
-            _if=lambda: any(start() for start in starts),
-        )
+        if changing():
+            containerd.plugins_ready(
+                name="containerd's CRI and snapshotter plugins loaded",
+                snapshotter=settings.get(data.SNAPSHOTTER),
+                _if=lambda: any(start() for start in starts),
+            )
     assert settings.worker_config is not None  # pre-flight rendered it for the "worker" part
     worker_config.worker_config(
         name="Worker config", config=settings.worker_config, path=settings.get(data.WORKER_CONFIG_PATH)

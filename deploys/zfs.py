@@ -24,7 +24,7 @@ from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from pyinfra_iluvatar import data, preflight, snapshot
-from pyinfra_iluvatar.deploys import run_as_deploy_file
+from pyinfra_iluvatar.deploys import changing, run_as_deploy_file
 from pyinfra_iluvatar.facts.combined import Probe
 from pyinfra_iluvatar.facts.zfs import ZfsDatasetProperties, ZfsImplementation, ZfsImplementationInfo, ZpoolStatus
 from pyinfra_iluvatar.operations import packages, zfs
@@ -116,17 +116,21 @@ def zfs_storage(settings: preflight.HostPlan | None = None) -> OperationMeta | N
             group="root",
             mode="644",
         )
-        systemd.daemon_reload(name="Reload systemd units (zfs-fuse)", _if=drop_in.did_change)
-        restart = systemd.service(
-            name="zfs-fuse restarted in the foreground",
-            service="zfs-fuse.service",
-            restarted=True,
-            _if=drop_in.did_change,
-        )
+        restarts = []
+        if changing():
+            systemd.daemon_reload(name="Reload systemd units (zfs-fuse)", _if=drop_in.did_change)
+            restart = systemd.service(
+                name="zfs-fuse restarted in the foreground",
+                service="zfs-fuse.service",
+                restarted=True,
+                _if=drop_in.did_change,
+            )
+            restarts.append(restart)
         start = systemd.service(
             name="zfs-fuse running and enabled", service="zfs-fuse.service", running=True, enabled=True
         )
-        zfs.answering(name="zfs-fuse answers", _if=any_changed(restart, start))
+        if changing():
+            zfs.answering(name="zfs-fuse answers", _if=any_changed(*restarts, start))
     else:
         server.modprobe(name="ZFS module loaded", module="zfs")
 
@@ -143,7 +147,8 @@ def zfs_storage(settings: preflight.HostPlan | None = None) -> OperationMeta | N
             directory=posixpath.dirname(vdev_file),
             implementation="zfs-fuse" if chosen == "zfs-fuse" else "openzfs",
         )
-        systemd.daemon_reload(name="Reload systemd units (pool import)", _if=unit.did_change)
+        if changing():
+            systemd.daemon_reload(name="Reload systemd units (pool import)", _if=unit.did_change)
         systemd.service(name=f"Pool {pool} import enabled", service=zfs.import_unit_name(pool), enabled=True)
     return zfs.dataset(
         name=f"Dataset {pool}/containerd at containerd's zfs snapshotter path",
