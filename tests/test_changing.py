@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pyinfra.api import Config, Inventory, State
+from pyinfra.api.config import Config
 from pyinfra.api.connect import connect_all
+from pyinfra.api.inventory import Inventory
+from pyinfra.api.state import State
 from pyinfra.context import ctx_host, ctx_state
 from pyinfra.operations import files
 
