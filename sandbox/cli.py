@@ -11,7 +11,7 @@ from typing import Any, TypeVar, cast
 
 import click
 
-from pyinfra_iluvatar.sandbox import proxy, settings
+from pyinfra_iluvatar.sandbox import emulation, proxy, settings
 from pyinfra_iluvatar.sandbox.errors import SandboxError
 from pyinfra_iluvatar.sandbox.manager import Sandbox
 from pyinfra_iluvatar.urls import redact
@@ -78,6 +78,19 @@ def sandbox() -> None:
 @click.option("--build-hosts", type=click.IntRange(0), default=0, show_default=True, help="Build hosts.")
 @click.option("--suite", type=click.Choice(settings.SUITES), default="bookworm", show_default=True)
 @click.option(
+    "--arch",
+    type=click.Choice(sorted({"amd64", *emulation.EMULATORS})),
+    help="Architecture of the --hosts and --build-hosts [default: this machine's]; another one runs emulated"
+    " (qemu-user-static, installed when missing) and names its hosts for it (worker-arm64-1).",
+)
+@click.option(
+    "--arm64-hosts",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="arm64 worker hosts besides --hosts (a mixed fleet), emulated on any other machine.",
+)
+@click.option(
     "--net",
     type=click.IntRange(0, 255),
     help=f"Network number N: bridge ilusbxN, addresses 198.18.N.0/24 [env {settings.NET_ENV}; default 0].",
@@ -102,6 +115,8 @@ def up(
     workers: int,
     build_hosts: int,
     suite: str,
+    arch: str | None,
+    arm64_hosts: int,
     net: int | None,
     mirror: str | None,
     proxy_allow: tuple[str, ...],
@@ -109,7 +124,7 @@ def up(
     """Bring up the sandbox (reused if it is up just so); then `pyinfra inventories/sandbox.py ...`."""
     started = time.monotonic()
     sandbox = Sandbox(state_dir, cache_dir, net=net, mirror=mirror, proxy_allow=proxy_allow or None, say=_say)
-    hosts = sandbox.up(hosts=workers, build_hosts=build_hosts, suite=suite)
+    hosts = sandbox.up(hosts=workers, build_hosts=build_hosts, suite=suite, arch=arch, arm64_hosts=arm64_hosts)
     _print_hosts(sandbox)
     _say(f"{len(hosts)} host(s) up in {time.monotonic() - started:.1f} s; gateway and proxy {sandbox.gateway}")
 
@@ -128,9 +143,9 @@ def _print_hosts(sandbox: Sandbox) -> None:
         click.echo("no sandbox is up")
         return
     width = max(len(h.name) for h in hosts)
-    click.echo(f"{'HOST':<{width}}  {'GROUP':<7}  {'ADDRESS':<13}  STATE")
+    click.echo(f"{'HOST':<{width}}  {'GROUP':<7}  {'ARCH':<5}  {'ADDRESS':<13}  STATE")
     for h in hosts:
-        click.echo(f"{h.name:<{width}}  {h.group:<7}  {h.address:<13}  {h.state}")
+        click.echo(f"{h.name:<{width}}  {h.group:<7}  {h.arch:<5}  {h.address:<13}  {h.state}")
 
 
 @sandbox.command()

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pyinfra_iluvatar.sandbox import host
 from pyinfra_iluvatar.sandbox.errors import SandboxError
 from pyinfra_iluvatar.sandbox.locks import locked
 from pyinfra_iluvatar.sandbox.processes import command_line, find, run
@@ -30,6 +31,12 @@ MASKED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer")
 LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")
 # Bump when the adjustments in `_adjust` change, so cached images built the old way are not used.
 RECIPE_VERSION = 1
+# An emulated host's adjustments (`_adjust_emulated`); bump when they change. Not in a native image's recipe.
+EMULATED_RECIPE_VERSION = 1
+# Under QEMU, systemd-networkd fails ("Protocol not supported": a netlink family QEMU does not translate), and so
+# does every unit with credentials (status 243/CREDENTIALS): hosts set their address with `ip` instead.
+ADDRESS_UNIT = "pyinfra-iluvatar-sandbox-address.service"
+NETWORKD_UNITS = ("systemd-networkd.service", "systemd-networkd.socket", "systemd-networkd-wait-online.service")
 # debootstrap takes about a minute on a good link; a stalled mirror must not hang `sandbox up` for ever.
 DEBOOTSTRAP_TIMEOUT = 20 * 60
 
@@ -46,16 +53,20 @@ RESOLV_CONF = "# pyinfra-iluvatar sandbox: no DNS here; package registries are r
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """Which image: Debian ``suite`` for ``arch`` from ``mirror``."""
+    """
+    Which image: Debian ``suite`` for ``arch`` from ``mirror``; ``emulated`` when ``arch`` is not this machine's
+    (its hosts run under QEMU: :mod:`.emulation`).
+    """
 
     suite: str
     arch: str
     mirror: str
+    emulated: bool = False
 
     @property
     def recipe(self) -> dict[str, object]:
         """Everything that decides the image's content."""
-        return {
+        recipe: dict[str, object] = {
             "suite": self.suite,
             "arch": self.arch,
             "mirror": self.mirror,
@@ -64,6 +75,9 @@ class ImageSpec:
             "local_cas": {ca.name: hashlib.sha256(ca.read_bytes()).hexdigest() for ca in local_cas()},
             "recipe_version": RECIPE_VERSION,
         }
+        if self.emulated:
+            recipe["emulated_recipe_version"] = EMULATED_RECIPE_VERSION
+        return recipe
 
     @property
     def name(self) -> str:
@@ -166,5 +180,41 @@ def _adjust(root: Path, spec: ImageSpec) -> None:
         shutil.copyfile(ca, root / "usr/local/share/ca-certificates" / ca.name)
     if cas:
         run(["chroot", str(root), "update-ca-certificates"])
-    run(["systemctl", f"--root={root}", "enable", "systemd-networkd.service"])
     run(["systemctl", f"--root={root}", "mask", *MASKED_UNITS])
+    if spec.emulated:
+        _adjust_emulated(root)
+    else:
+        run(["systemctl", f"--root={root}", "enable", "systemd-networkd.service"])
+
+
+def _adjust_emulated(root: Path) -> None:
+    """
+    What an image needs to boot under QEMU: systemd-networkd masked and ``ip`` setting the address networkd
+    would have (from the same per-host ``.network`` file), and units' credentials dropped (systemd cannot set
+    them up there; none of these units gets any in the sandbox).
+    """
+    network = "/" + host.NETWORK_UNIT
+    (root / "etc/systemd/system" / ADDRESS_UNIT).write_text(
+        "[Unit]\n"
+        "Description=pyinfra-iluvatar sandbox: host0's address (systemd-networkd cannot run under emulation)\n"
+        "DefaultDependencies=no\n"
+        "Before=network.target ssh.service\n"
+        "Wants=network.target\n"
+        f"ConditionPathExists={network}\n\n"
+        "[Service]\n"
+        "Type=oneshot\n"
+        "RemainAfterExit=yes\n"
+        "ExecStart=/bin/sh -c 'ip link set host0 up && ip address replace"
+        f' "$(sed -n "s/^Address=//p" {network})" dev host0\'\n\n'
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+    )
+    run(["systemctl", f"--root={root}", "enable", ADDRESS_UNIT])
+    run(["systemctl", f"--root={root}", "mask", *NETWORKD_UNITS])
+    for unit in sorted((root / "lib/systemd/system").glob("*.service")):
+        if any(line.startswith("LoadCredential=") for line in unit.read_text().splitlines()):
+            drop_in = root / "etc/systemd/system" / f"{unit.name}.d" / "pyinfra-iluvatar-sandbox-emulated.conf"
+            drop_in.parent.mkdir(parents=True, exist_ok=True)
+            drop_in.write_text(
+                "# pyinfra-iluvatar sandbox: QEMU cannot set up credentials.\n[Service]\nLoadCredential=\n"
+            )

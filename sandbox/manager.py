@@ -17,13 +17,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pyinfra_iluvatar.sandbox import cgroups, host, image, network, prerequisites, proxy, settings, ssh, state
+from pyinfra_iluvatar.sandbox import (
+    cgroups,
+    emulation,
+    host,
+    image,
+    network,
+    prerequisites,
+    proxy,
+    settings,
+    ssh,
+    state,
+)
 from pyinfra_iluvatar.sandbox.errors import SandboxError
 from pyinfra_iluvatar.sandbox.locks import locked_file
 from pyinfra_iluvatar.sandbox.processes import ProcessRef, find
 
 GROUPS = ("workers", "build")
 BOOT_TIMEOUT = 90.0
+# An emulated host runs every program of its boot through QEMU: several times slower.
+EMULATED_BOOT_TIMEOUT = 360.0
 # Written first into every state directory `up` makes: `down` deletes no other non-empty directory.
 MARKER = ".pyinfra-iluvatar-sandbox"
 LOCKS = Path("/run/lock")
@@ -34,12 +47,24 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class SandboxHost:
-    """A host as ``status`` sees it. ``state``: ``running`` (sshd greets), ``starting`` (not yet), or ``stopped``."""
+    """
+    A host as ``status`` sees it. ``state``: ``running`` (sshd greets), ``starting`` (not yet), or ``stopped``;
+    ``arch``: its Debian architecture (emulated when not this machine's).
+    """
 
     name: str
     group: str
     address: str
     state: str
+    arch: str
+
+
+EMULATED_HOST_DATA = {"iluvatar_zfs": False}
+"""The worker deploy's data an emulated host needs: Debian builds zfs-fuse for amd64 only (bookworm has no arm64
+``zfs-fuse``), and no ZFS kernel module loads in a sandbox host."""
+
+Shape = list[tuple[str, str, int]]
+"""How many hosts of each group and architecture, in the order they are made: ``[(group, arch, count), ...]``."""
 
 
 def _parallel(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -127,12 +152,15 @@ class Sandbox:
                 now = "stopped"
             else:
                 now = "running" if network.answers(record.address, 22, banner=b"SSH-") else "starting"
-            return SandboxHost(record.name, record.group, record.address, now)
+            return SandboxHost(record.name, record.group, record.address, now, record.arch)
 
         return _parallel(look, current.hosts)
 
     def inventory(self) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-        """pyinfra inventory groups (``workers``, ``build``) with each host's SSH data."""
+        """
+        pyinfra inventory groups (``workers``, ``build``) with each host's SSH data, and an emulated host's
+        :data:`EMULATED_HOST_DATA`.
+        """
         current = self._require_state()
         data = {
             "ssh_user": "root",
@@ -143,8 +171,10 @@ class Sandbox:
             "ssh_look_for_keys": False,
         }
         groups: dict[str, list[tuple[str, dict[str, Any]]]] = {group: [] for group in GROUPS}
+        native = image.host_arch()
         for record in current.hosts:
-            groups[record.group].append((record.name, {**data, "ssh_hostname": record.address}))
+            emulated = EMULATED_HOST_DATA if record.arch != native else {}
+            groups[record.group].append((record.name, {**data, **emulated, "ssh_hostname": record.address}))
         return groups
 
     def ssh_command(self, name: str, *remote: str) -> list[str]:
@@ -153,27 +183,57 @@ class Sandbox:
 
     # Lifecycle.
 
-    def up(self, hosts: int = 3, build_hosts: int = 0, suite: str = "bookworm") -> list[SandboxHost]:
-        """Bring up ``hosts`` workers and ``build_hosts`` build hosts; reuse a sandbox that is up just so.
+    def up(
+        self,
+        hosts: int = 3,
+        build_hosts: int = 0,
+        suite: str = "bookworm",
+        arch: str | None = None,
+        arm64_hosts: int = 0,
+    ) -> list[SandboxHost]:
+        """
+        Bring up ``hosts`` workers and ``build_hosts`` build hosts of architecture ``arch`` (this machine's by
+        default), and ``arm64_hosts`` more arm64 workers; reuse a sandbox that is up just so. Hosts of another
+        architecture than this machine's run under emulation (:mod:`.emulation`) and are named for it
+        (``worker-arm64-1``).
 
         A sandbox that is up with another shape is replaced; leftovers of a crashed one are cleaned up first.
         """
         if suite not in settings.SUITES:
             raise SandboxError(f"unknown suite {suite!r}: choose one of {', '.join(settings.SUITES)}")
-        if hosts < 0 or build_hosts < 0 or hosts + build_hosts < 1:
+        if hosts < 0 or build_hosts < 0 or arm64_hosts < 0 or hosts + build_hosts + arm64_hosts < 1:
             raise SandboxError("a sandbox needs at least one host")
         wanted = network.SandboxNetwork(self._net)
-        if hosts + build_hosts > wanted.max_hosts:
+        if hosts + build_hosts + arm64_hosts > wanted.max_hosts:
             raise SandboxError(f"a sandbox holds at most {wanted.max_hosts} hosts")
         prerequisites.check(building=False, say=self.say)  # root first; then dpkg tells the architecture
-        spec = image.ImageSpec(suite, image.host_arch(), self.mirror)
-        if image.cached(self.cache_dir, spec) is None:
-            prerequisites.check(building=True, say=self.say)
-        base = image.ensure(self.cache_dir, spec, self.say)  # before the state lock: other sandboxes need not wait
+        native = image.host_arch()
+        arch = arch or native
+        if arch != native:
+            emulation.emulator(arch)  # an architecture there is no emulation for: said before anything is made
+        shape = [
+            (group, each, count)
+            for group, each, count in (
+                ("workers", arch, hosts),
+                ("workers", "arm64", arm64_hosts),
+                ("build", arch, build_hosts),
+            )
+            if count
+        ]
+        bases = {}
+        for each in dict.fromkeys(each for _, each, _ in shape):
+            if each != native:
+                emulation.prepare(each, self.say)
+            spec = image.ImageSpec(suite, each, self.mirror, emulated=each != native)
+            if image.cached(self.cache_dir, spec) is None:
+                prerequisites.check(building=True, say=self.say)
+            # Before the state lock: other sandboxes need not wait.
+            bases[each] = image.ensure(self.cache_dir, spec, self.say)
+            if each != native:
+                emulation.check_runs(bases[each], each)
         with self._locked():
             current = self._load_or_none()
-            shape = [("workers", hosts), ("build", build_hosts)]
-            if current is not None and self._healthy(current) and self._same(current, wanted, base, shape):
+            if current is not None and self._healthy(current) and self._same(current, wanted, bases, shape):
                 try:  # it may have been left booting, or half-made by a killed `up`
                     _parallel(self._wait_booted, current.hosts)
                 except SandboxError as error:
@@ -186,7 +246,7 @@ class Sandbox:
                 self._teardown()
             network.check_free(wanted, str(self.state_dir))
             try:
-                self._create(wanted, suite, base, shape)
+                self._create(wanted, suite, bases, shape, native)
             except BaseException:
                 self._teardown()
                 raise
@@ -214,7 +274,7 @@ class Sandbox:
             if record.process is not None and record.process.alive():
                 return
             paths = self._paths(name)
-            host.mount(paths, Path(current.image))
+            host.mount(paths, Path(record.image))
             record.process = host.boot(
                 paths, record.machine, name, record.machine_id, network.SandboxNetwork(current.net).bridge
             )
@@ -231,16 +291,15 @@ class Sandbox:
             return None
 
     def _same(
-        self, current: state.SandboxState, wanted: network.SandboxNetwork, base: Path, shape: list[tuple[str, int]]
+        self, current: state.SandboxState, wanted: network.SandboxNetwork, bases: dict[str, Path], shape: Shape
     ) -> bool:
-        """Whether the sandbox up is the one wanted: network, image (suite, recipe, local CAs, mirror), hosts, proxy."""
-        counts = [(group, sum(1 for h in current.hosts if h.group == group)) for group, _ in shape]
-        return (
-            current.net == wanted.index
-            and current.image == str(base)
-            and counts == shape
-            and current.proxy.allow == self.proxy_allow
-        )
+        """
+        Whether the sandbox up is the one wanted: network, hosts of each group and architecture, each on the image
+        wanted (suite, recipe, local CAs, mirror), proxy.
+        """
+        hosts = [(h.group, h.arch, h.image) for h in current.hosts]
+        wanted_hosts = [(group, each, str(bases[each])) for group, each, count in shape for _ in range(count)]
+        return current.net == wanted.index and hosts == wanted_hosts and current.proxy.allow == self.proxy_allow
 
     def _healthy(self, current: state.SandboxState) -> bool:
         return (
@@ -258,28 +317,33 @@ class Sandbox:
         """Whether anything of an earlier sandbox is left (everything it made is in or named by the state dir)."""
         return bool(self.state_dir.exists() or self._proxy_processes() or network.bridges_of(str(self.state_dir)))
 
-    def _create(self, net: network.SandboxNetwork, suite: str, base: Path, shape: list[tuple[str, int]]) -> None:
+    def _create(
+        self, net: network.SandboxNetwork, suite: str, bases: dict[str, Path], shape: Shape, native: str
+    ) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)
         (self.state_dir / MARKER).write_text("a pyinfra-iluvatar sandbox: `pyinfra-iluvatar sandbox down` removes it\n")
         key = ssh.client_key(self.state_dir)
         records: list[state.HostRecord] = []
-        for group, count in shape:
+        for group, arch, count in shape:
+            role = "worker" if group == "workers" else group
+            prefix = role if arch == native else f"{role}-{arch}"
             for number in range(1, count + 1):
                 position = len(records)
                 records.append(
                     state.HostRecord(
-                        name=f"{'worker' if group == 'workers' else group}-{number}",
+                        name=f"{prefix}-{number}",
                         group=group,
                         machine=net.machine_name(position),
                         address=net.host_address(position),
                         machine_id=host.new_machine_id(),
+                        arch=arch,
+                        image=str(bases[arch]),
                     )
                 )
         current = state.SandboxState(
             net=net.index,
             suite=suite,
-            image=str(base),
             proxy=state.ProxyRecord(proxy.PORT, self.proxy_allow),
             hosts=records,
         )
@@ -294,7 +358,7 @@ class Sandbox:
 
         def create(record: state.HostRecord) -> str:
             paths = self._paths(record.name)
-            host.mount(paths, base)
+            host.mount(paths, Path(record.image))
             host.configure(
                 paths,
                 host.HostConfig(
@@ -323,14 +387,15 @@ class Sandbox:
         if record.process is None:
             raise SandboxError(f"{record.name} has not been started")
         paths = self._paths(record.name)
-        host.wait_for_ssh(paths, record.address, record.process, BOOT_TIMEOUT)
+        timeout = BOOT_TIMEOUT if record.arch == image.host_arch() else EMULATED_BOOT_TIMEOUT
+        host.wait_for_ssh(paths, record.address, record.process, timeout)
         command = ssh.command(
             self.state_dir, record.address, "systemctl is-system-running --wait; systemctl --failed --plain --no-legend"
         )
         try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=BOOT_TIMEOUT, check=False)
+            result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired as error:
-            raise SandboxError(f"{record.name}: systemd did not finish booting in {BOOT_TIMEOUT:.0f} s") from error
+            raise SandboxError(f"{record.name}: systemd did not finish booting in {timeout:.0f} s") from error
         lines = result.stdout.splitlines()
         if result.returncode == 255 or not lines:
             raise SandboxError(f"{record.name}: ssh failed: {result.stderr.strip()}")

@@ -16,19 +16,24 @@ from typing import Any
 from pyinfra_iluvatar.sandbox.errors import SandboxError
 from pyinfra_iluvatar.sandbox.processes import ProcessRef
 
-FORMAT = 1
+FORMAT = 2
 STATE_FILE = "state.json"
 
 
 @dataclass
 class HostRecord:
-    """One host: inventory name and group, nspawn machine name, address, machine-id, its nspawn process."""
+    """
+    One host: inventory name and group, nspawn machine name, address, machine-id, Debian architecture, the image
+    it runs on, its nspawn process.
+    """
 
     name: str
     group: str
     machine: str
     address: str
     machine_id: str
+    arch: str
+    image: str
     process: ProcessRef | None = None
 
 
@@ -43,11 +48,10 @@ class ProxyRecord:
 
 @dataclass
 class SandboxState:
-    """Everything ``sandbox up`` made: the network, the image the hosts run on, the proxy and the hosts."""
+    """Everything ``sandbox up`` made: the network, the Debian suite of the hosts, the proxy and the hosts."""
 
     net: int
     suite: str
-    image: str
     proxy: ProxyRecord
     hosts: list[HostRecord] = field(default_factory=list)
 
@@ -81,7 +85,6 @@ def load(state_dir: Path) -> SandboxState | None:
         return SandboxState(
             net=int(raw["net"]),
             suite=str(raw["suite"]),
-            image=str(raw["image"]),
             proxy=ProxyRecord(int(proxy["port"]), [str(a) for a in proxy["allow"]], _process(proxy["process"])),
             hosts=[
                 HostRecord(
@@ -90,6 +93,8 @@ def load(state_dir: Path) -> SandboxState | None:
                     machine=str(h["machine"]),
                     address=str(h["address"]),
                     machine_id=str(h["machine_id"]),
+                    arch=str(h["arch"]),
+                    image=str(h["image"]),
                     process=_process(h["process"]),
                 )
                 for h in raw["hosts"]

@@ -52,20 +52,25 @@ def test_each_sandbox_has_its_own_lock(tmp_path: Path) -> None:
         assert not other.is_alive(), "down of another sandbox waited for this one's lock"
 
 
-def test_a_sandbox_on_another_image_is_not_reused(tmp_path: Path) -> None:
+def test_a_sandbox_on_another_image_or_architecture_is_not_reused(tmp_path: Path) -> None:
     box = Sandbox(tmp_path, net=3)
-    image = tmp_path / "debian-bookworm-amd64-0123456789ab"
+    amd64, arm64 = tmp_path / "debian-bookworm-amd64-0123456789ab", tmp_path / "debian-bookworm-arm64-0123456789ab"
     current = state.SandboxState(
         net=3,
         suite="bookworm",
-        image=str(image),
         proxy=state.ProxyRecord(3128, list(box.proxy_allow)),
-        hosts=[state.HostRecord("worker-1", "workers", "ilu3-1", "198.18.3.11", "0" * 32)],
+        hosts=[
+            state.HostRecord("worker-1", "workers", "ilu3-1", "198.18.3.11", "0" * 32, "amd64", str(amd64)),
+            state.HostRecord("worker-arm64-1", "workers", "ilu3-2", "198.18.3.12", "1" * 32, "arm64", str(arm64)),
+        ],
     )
-    shape = [("workers", 1), ("build", 0)]
-    assert box._same(current, SandboxNetwork(3), image, shape)
-    assert not box._same(current, SandboxNetwork(3), image.with_name("debian-bookworm-amd64-ba9876543210"), shape)
-    assert not box._same(current, SandboxNetwork(3), image, [("workers", 2), ("build", 0)])
+    bases = {"amd64": amd64, "arm64": arm64}
+    shape = [("workers", "amd64", 1), ("workers", "arm64", 1)]
+    assert box._same(current, SandboxNetwork(3), bases, shape)
+    other = {**bases, "amd64": amd64.with_name("debian-bookworm-amd64-ba9876543210")}
+    assert not box._same(current, SandboxNetwork(3), other, shape)
+    assert not box._same(current, SandboxNetwork(3), bases, [("workers", "amd64", 2)])
+    assert not box._same(current, SandboxNetwork(3), bases, [("workers", "amd64", 1), ("workers", "arm64", 2)])
 
 
 def test_a_bad_proxy_allowlist_entry_is_a_sandbox_error_at_once(tmp_path: Path) -> None:

@@ -11,16 +11,20 @@ from pyinfra_iluvatar.sandbox import state
 from pyinfra_iluvatar.sandbox.errors import SandboxError
 from pyinfra_iluvatar.sandbox.processes import ProcessRef
 
+AMD64 = "/cache/debian-bookworm-amd64-0123456789ab"
+ARM64 = "/cache/debian-bookworm-arm64-ba9876543210"
+
 
 def example() -> state.SandboxState:
     return state.SandboxState(
         net=3,
         suite="bookworm",
-        image="/cache/debian-bookworm-amd64-0123456789ab",
         proxy=state.ProxyRecord(3128, ["deb.debian.org"], ProcessRef(100, 5000)),
         hosts=[
-            state.HostRecord("worker-1", "workers", "ilusbx3-1", "198.18.3.11", "a" * 32, ProcessRef(101, 5001)),
-            state.HostRecord("build-1", "build", "ilusbx3-2", "198.18.3.12", "b" * 32, None),
+            state.HostRecord(
+                "worker-1", "workers", "ilusbx3-1", "198.18.3.11", "a" * 32, "amd64", AMD64, ProcessRef(101, 5001)
+            ),
+            state.HostRecord("worker-arm64-1", "workers", "ilusbx3-2", "198.18.3.12", "b" * 32, "arm64", ARM64, None),
         ],
     )
 
@@ -39,7 +43,8 @@ def test_no_state_is_none(tmp_path: Path) -> None:
     ("content", "message"),
     [
         ("{not json", "cannot read"),
-        (json.dumps({"format": 1, "net": 0}), "damaged"),
+        (json.dumps({"format": 2, "net": 0}), "damaged"),
+        (json.dumps({"format": 1}), "format 1, this version reads 2"),
         (json.dumps({"format": 99}), "format 99"),
     ],
 )
@@ -50,6 +55,6 @@ def test_damaged_state_is_a_clear_error(tmp_path: Path, content: str, message: s
 
 
 def test_host_lookup_names_the_hosts_there_are() -> None:
-    assert example().host("build-1").address == "198.18.3.12"
-    with pytest.raises(SandboxError, match="worker-1, build-1"):
+    assert example().host("worker-arm64-1").address == "198.18.3.12"
+    with pytest.raises(SandboxError, match="worker-1, worker-arm64-1"):
         example().host("worker-9")
