@@ -101,6 +101,11 @@ def prepare(arch: str, say: Callable[[str], None]) -> None:
             raise PrerequisiteError(
                 f"this kernel refused to register {chosen.qemu} with binfmt_misc ({error}): {arch} hosts cannot run"
             ) from error
+        if not chosen.registration.exists():
+            raise PrerequisiteError(
+                f"binfmt_misc took {chosen.binfmt_conf}'s line but shows no {chosen.registration}: {arch} hosts"
+                " cannot run"
+            )
     flags = _flags(chosen.registration)
     if flags == "disabled":
         raise PrerequisiteError(
