@@ -56,7 +56,9 @@ def timed_cpu(argv: list[str], env: dict[str, str], machines: list[str]) -> tupl
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
     """Run ``argv`` (checked) in the checkout; its wall-clock seconds and its log (stderr)."""
     started = time.monotonic()
-    result = subprocess.run(argv, check=True, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[-2:])} exited {result.returncode}:\n{(result.stdout + result.stderr)[-4000:]}")
     return time.monotonic() - started, result.stderr
 
 

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from pyinfra_iluvatar.sandbox import Sandbox
 from pyinfra_iluvatar.sandbox.settings import STATE_DIR_ENV
 from pyinfra_iluvatar.tests.e2e.test_worker import CONVERGED_COMMANDS, remote_commands, run_worker
-from pyinfra_iluvatar.tests.support.lab import OLD, Lab, changed, failed_hosts, running_lab
-from pyinfra_iluvatar.tests.support.sandbox import SandboxSession, free_test_network
+from pyinfra_iluvatar.tests.support.lab import OLD, SANDBOX_WORKER, Lab, changed, failed_hosts, running_lab
+from pyinfra_iluvatar.tests.support.sandbox import BIN, SandboxSession, free_test_network
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.arm64]
 
@@ -47,6 +49,37 @@ def test_the_sandbox_runs_an_arm64_host_beside_an_amd64_one(mixed: Lab) -> None:
     assert mixed.ssh(ARM64, "uname -m").strip() == "aarch64"
     assert mixed.ssh(AMD64, "uname -m").strip() == "x86_64"
     assert mixed.ssh(ARM64, "systemctl is-system-running").strip() == "running"
+
+
+def test_a_lock_without_arm64_stops_both_hosts_before_any_change(mixed: Lab, tmp_path: Path) -> None:
+    amd64_only = tmp_path / "amd64.lock.json"
+    subprocess.run(
+        [
+            BIN / "pyinfra-iluvatar",
+            "lock",
+            "--lock-file",
+            str(amd64_only),
+            "--github-api",
+            mixed.upstream.api_url,
+            "--go-dl",
+            mixed.upstream.go_dl_url,
+            "--arch",
+            "amd64",
+            "--containerd",
+            OLD,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    arguments = mixed.data_arguments(OLD, **{**SANDBOX_WORKER, "iluvatar_lock_file": str(amd64_only)})
+    result = mixed.session.pyinfra(*arguments, "deploys/worker.py")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert f"{ARM64}: iluvatar_lock_file: this host is arm64: containerd {OLD} is locked for amd64, not arm64" in (
+        output
+    ), output[-3000:]
+    for host in mixed.hosts:  # nothing was installed anywhere
+        assert mixed.ssh(host, "ls /usr/local/bin/containerd /opt/cni/bin 2>&1 || true").count("No such file") == 2
 
 
 def test_a_mixed_fleet_gets_each_architectures_release_in_one_run_and_converges(mixed: Lab) -> None:
