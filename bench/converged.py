@@ -58,7 +58,8 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
     started = time.monotonic()
     result = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900, check=False)
     if result.returncode != 0:
-        raise SystemExit(f"{' '.join(argv[-2:])} exited {result.returncode}:\n{(result.stdout + result.stderr)[-4000:]}")
+        output = (result.stdout + result.stderr)[-4000:]
+        raise SystemExit(f"{' '.join(argv[-2:])} exited {result.returncode}:\n{output}")
     return time.monotonic() - started, result.stderr
 
 

@@ -107,3 +107,18 @@ def test_the_inventory_reports_a_bad_setting_without_a_traceback(tmp_path: Path)
     assert "PYINFRA_ILUVATAR_SANDBOX_NET = 'abc' is not valid (not an integer); accepted: an integer" in output
     assert "Traceback" not in output
     assert not (tmp_path / "pyinfra-debug.log").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "shown"),
+    [
+        ("--arch", "riscv64", "'riscv64' is not one of 'amd64', 'arm64'"),
+        ("--arch", "aarch64", "'aarch64' is not one of 'amd64', 'arm64'"),
+        ("--arm64-hosts", "-1", "-1 is not in the range x>=0"),
+        ("--arm64-hosts", "two", "'two' is not a valid integer"),
+    ],
+)
+def test_bad_architecture_options_are_refused_before_anything_is_built(option: str, value: str, shown: str) -> None:
+    result = sandbox("up", option, value)
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}': {shown}" in result.output, result.output

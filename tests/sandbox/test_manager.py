@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pyinfra_iluvatar.sandbox import Sandbox, image, manager, state
+from pyinfra_iluvatar.sandbox import Sandbox, image, manager, prerequisites, state
 from pyinfra_iluvatar.sandbox.errors import PrerequisiteError, SandboxError
 from pyinfra_iluvatar.sandbox.manager import MARKER
 from pyinfra_iluvatar.sandbox.network import SandboxNetwork
@@ -87,3 +87,13 @@ def test_up_checks_for_root_before_asking_dpkg_anything(tmp_path: Path, monkeypa
     with pytest.raises(PrerequisiteError, match="needs root"):
         Sandbox(tmp_path / "state", tmp_path / "cache", net=3).up(hosts=1)
     assert not (tmp_path / "state").exists()
+
+
+def test_an_architecture_without_emulation_is_refused_before_anything_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(prerequisites, "check", lambda **kwargs: None)
+    monkeypatch.setattr(image, "host_arch", lambda: "amd64")
+    with pytest.raises(PrerequisiteError, match="no emulation for 'riscv64' hosts: accepted arm64"):
+        Sandbox(tmp_path / "state", tmp_path / "cache", net=3).up(hosts=1, arch="riscv64")
+    assert not (tmp_path / "state").exists() and not (tmp_path / "cache").exists()
