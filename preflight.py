@@ -144,6 +144,9 @@ class _Run:
     found: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per host: what its one round trip read (``resources``; ``gpus`` and ``devices`` unless GPU is off;
     ``build_user`` for the build part)."""
+    read_ahead: dict[str, set[str]] = field(default_factory=dict)
+    """Per ``reads`` function given to :func:`plan` (by file and name: pyinfra runs a deploy file anew for each
+    host): the hosts it was read ahead on. Each host's deploy calls :func:`plan`; one call reads every host."""
 
 
 _runs: weakref.WeakKeyDictionary[State, _Run] = weakref.WeakKeyDictionary()
@@ -167,8 +170,14 @@ def plan(*parts: Part, reads: ReadsFor | None = None) -> HostPlan:
         if not run.plans or not set(parts) <= run.parts:
             _check(state, run, set(parts) | run.parts)
         if reads is not None:
-            targets = [target for target in state.inventory.get_active_hosts() if target.name in run.plans]
+            done = run.read_ahead.setdefault(f"{reads.__code__.co_filename}:{reads.__qualname__}", set())
+            targets = [
+                target
+                for target in state.inventory.get_active_hosts()
+                if target.name in run.plans and target.name not in done
+            ]
             snapshot.read_ahead(state, {target: reads(run.plans[target.name]) for target in targets})
+            done.update(target.name for target in targets)
     return run.plans[host.name]
 
 

@@ -87,7 +87,7 @@ def measure(hosts: int, net: int, runs: int) -> str:
                     worker_cpu.append(cpu)
                     checks.append(timed(check, env)[0])
                 _, log = timed([*deploy, "-vv", "deploys/worker.py"], env)
-                counts = {h: len(re.findall(rf"^\[{h}\] >>> ", log, flags=re.MULTILINE)) for h in lab.hosts}
+                counts = {h: len(re.findall(rf"^\[{h}\]\s+>>> ", log, flags=re.MULTILINE)) for h in lab.hosts}
         finally:
             box.down()
     base = statistics.median(floor)

@@ -97,7 +97,7 @@ def test_a_mixed_fleet_gets_each_architectures_release_in_one_run_and_converges(
     second = run_worker(mixed)
     assert second["returncode"] == 0, second["stderr"][-3000:]
     assert changed(second) == {}
-    assert remote_commands(second, ARM64) == CONVERGED_COMMANDS
+    assert [remote_commands(second, host) for host in (AMD64, ARM64)] == [CONVERGED_COMMANDS] * 2
 
 
 def test_the_facts_report_the_installed_releases_on_the_arm64_host(mixed: Lab) -> None:

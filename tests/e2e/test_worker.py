@@ -35,8 +35,11 @@ def run_worker(lab: Lab, *options: str, hosts: list[str] | None = None) -> dict[
 
 
 def remote_commands(report: dict[str, Any], host: str) -> int:
-    """How many commands pyinfra ran on ``host`` (``-vv`` prints each as ``[host] >>> …``)."""
-    return len(re.findall(rf"^\[{re.escape(host)}\] >>> ", report["stderr"], flags=re.MULTILINE))
+    """
+    How many commands pyinfra ran on ``host`` (``-vv`` prints each as ``[host] >>> …``, the name padded to the
+    longest host name's width).
+    """
+    return len(re.findall(rf"^\[{re.escape(host)}\]\s+>>> ", report["stderr"], flags=re.MULTILINE))
 
 
 def started_at(lab: Lab, host: str) -> str:
