@@ -147,7 +147,8 @@ def test_command_line_status_and_shell(sandbox: SandboxSession) -> None:
         [cli, "sandbox", "status"], capture_output=True, text=True, env=sandbox.env, timeout=60, check=True
     )
     for host in sandbox.hosts:
-        assert re.search(rf"^{host.name}\s+workers\s+{re.escape(host.address)}\s+running$", status.stdout, re.M)
+        line = rf"^{host.name}\s+workers\s+{host.arch}\s+{re.escape(host.address)}\s+running$"
+        assert re.search(line, status.stdout, re.M), status.stdout
     shell = subprocess.run(
         [cli, "sandbox", "shell", sandbox.hosts[2].name, "hostname"],
         capture_output=True,
