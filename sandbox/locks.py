@@ -21,7 +21,7 @@ def locked(directory: Path) -> Iterator[None]:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(descriptor)
+        _release(descriptor)
 
 
 @contextmanager
@@ -32,5 +32,16 @@ def locked_file(path: Path) -> Iterator[None]:
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
+    finally:
+        _release(descriptor)
+
+
+def _release(descriptor: int) -> None:
+    """
+    Unlock, then close. Closing alone is not enough where gevent has patched ``os.close`` (pyinfra imports gevent
+    and patches everything): it may close the descriptor later, and the lock is held until it does.
+    """
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
     finally:
         os.close(descriptor)

@@ -81,5 +81,6 @@ def free_test_network() -> Iterator[tuple[int, Path]]:
             yield index, state_dir
             return
         finally:
+            fcntl.flock(descriptor, fcntl.LOCK_UN)  # before closing: gevent's os.close may close it later
             os.close(descriptor)
     raise RuntimeError(f"no free sandbox test network among {TEST_NETWORKS.start}..{TEST_NETWORKS.stop - 1}")
