@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyinfra_iluvatar.sandbox.errors import PrerequisiteError
-from pyinfra_iluvatar.sandbox.processes import run
+from pyinfra_iluvatar.sandbox.prerequisites import apt_install
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 PACKAGE = "qemu-user-static"
@@ -78,9 +78,7 @@ def prepare(arch: str, say: Callable[[str], None]) -> None:
     if not chosen.binary.exists():
         if shutil.which("apt-get") is None:
             raise PrerequisiteError(f"{arch} hosts need {chosen.binary}: install the package {PACKAGE}")
-        say(f"installing {PACKAGE} with apt-get ({arch} hosts run under emulation)")
-        run(["apt-get", "update", "-qq"], timeout=600)
-        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", PACKAGE], timeout=1200)
+        apt_install([PACKAGE], say, why=f"{arch} hosts run under emulation")
     if not (BINFMT / "register").exists():
         result = subprocess.run(
             ["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], capture_output=True, text=True, check=False

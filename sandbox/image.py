@@ -7,6 +7,7 @@ interrupted build and is built again. Hosts never write to an image: each runs o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -91,8 +92,9 @@ def local_cas() -> list[Path]:
     return sorted(LOCAL_CA_DIR.glob("*.crt")) if LOCAL_CA_DIR.is_dir() else []
 
 
+@functools.cache
 def host_arch() -> str:
-    """This machine's Debian architecture (``amd64``, ``arm64``, ...)."""
+    """This machine's Debian architecture (``amd64``, ``arm64``, ...), asked of dpkg once."""
     return run(["dpkg", "--print-architecture"]).strip()
 
 

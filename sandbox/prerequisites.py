@@ -48,6 +48,13 @@ def _load_module(module: str) -> None:
             subprocess.run(["modprobe", module], capture_output=True, timeout=60, check=False)
 
 
+def apt_install(packages: list[str], say: Callable[[str], None], why: str = "") -> None:
+    """Install Debian ``packages`` on this machine with apt-get (lists refreshed first), saying so (and ``why``)."""
+    say(f"installing {', '.join(packages)} with apt-get{f' ({why})' if why else ''}")
+    run(["apt-get", "update", "-qq"], timeout=600)
+    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], timeout=1200)
+
+
 def check(*, building: bool, say: Callable[[str], None]) -> None:
     """Raise :class:`PrerequisiteError` unless this machine can run the sandbox; install what apt-get can."""
     if os.geteuid() != 0:
@@ -57,9 +64,7 @@ def check(*, building: bool, say: Callable[[str], None]) -> None:
         )
     packages = missing_packages(building=building)
     if packages and shutil.which("apt-get"):
-        say(f"installing {', '.join(packages)} with apt-get")
-        run(["apt-get", "update", "-qq"], timeout=600)
-        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], timeout=1200)
+        apt_install(packages, say)
         packages = missing_packages(building=building)
     if packages:
         tools = {**TOOLS, **BUILD_TOOLS}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +17,8 @@ import pytest
 from pyinfra_iluvatar.sandbox import Sandbox
 from pyinfra_iluvatar.sandbox.settings import STATE_DIR_ENV
 from pyinfra_iluvatar.tests.e2e.test_worker import CONVERGED_COMMANDS, remote_commands, run_worker
-from pyinfra_iluvatar.tests.support.lab import OLD, SANDBOX_WORKER, Lab, changed, failed_hosts, running_lab
-from pyinfra_iluvatar.tests.support.sandbox import BIN, SandboxSession, free_test_network
+from pyinfra_iluvatar.tests.support.lab import OLD, SANDBOX_WORKER, Lab, changed, failed_hosts, lock, running_lab
+from pyinfra_iluvatar.tests.support.sandbox import SandboxSession, free_test_network
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.arm64]
 
@@ -52,25 +51,7 @@ def test_the_sandbox_runs_an_arm64_host_beside_an_amd64_one(mixed: Lab) -> None:
 
 
 def test_a_lock_without_arm64_stops_both_hosts_before_any_change(mixed: Lab, tmp_path: Path) -> None:
-    amd64_only = tmp_path / "amd64.lock.json"
-    subprocess.run(
-        [
-            BIN / "pyinfra-iluvatar",
-            "lock",
-            "--lock-file",
-            str(amd64_only),
-            "--github-api",
-            mixed.upstream.api_url,
-            "--go-dl",
-            mixed.upstream.go_dl_url,
-            "--arch",
-            "amd64",
-            "--containerd",
-            OLD,
-        ],
-        check=True,
-        capture_output=True,
-    )
+    amd64_only = lock(mixed.upstream, tmp_path / "amd64.lock.json", OLD, arches=("amd64",))
     arguments = mixed.data_arguments(OLD, **{**SANDBOX_WORKER, "iluvatar_lock_file": str(amd64_only)})
     result = mixed.session.pyinfra(*arguments, "deploys/worker.py")
     assert result.returncode != 0

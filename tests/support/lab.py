@@ -106,8 +106,8 @@ def failed_hosts(report: dict[str, Any]) -> list[str]:
     return sorted(report["results"]["failed_hosts"])
 
 
-def lock(upstream: FakeUpstream, path: Path, containerd: str) -> Path:
-    """Run the real ``pyinfra-iluvatar lock`` against the fake upstream."""
+def lock(upstream: FakeUpstream, path: Path, containerd: str, arches: tuple[str, ...] = ("amd64", "arm64")) -> Path:
+    """Run the real ``pyinfra-iluvatar lock`` against the fake upstream, for ``arches``."""
     subprocess.run(
         [
             BIN / "pyinfra-iluvatar",
@@ -118,10 +118,7 @@ def lock(upstream: FakeUpstream, path: Path, containerd: str) -> Path:
             upstream.api_url,
             "--go-dl",
             upstream.go_dl_url,
-            "--arch",
-            "amd64",
-            "--arch",
-            "arm64",
+            *[option for arch in arches for option in ("--arch", arch)],
             "--containerd",
             containerd,
         ],
