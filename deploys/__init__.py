@@ -7,6 +7,10 @@ from collections.abc import Callable
 
 from pyinfra.context import host, state
 
+from pyinfra_iluvatar import pyinfra_speedups
+
+pyinfra_speedups.install()
+
 
 def run_as_deploy_file(path: str, module: str, deploy: Callable[[], object]) -> None:
     """

@@ -91,15 +91,25 @@ def _file_states(lines: list[str]) -> dict[str, FileState]:
     return states
 
 
+def _read_lines(path: QuoteString, body: str) -> list[str | QuoteString]:
+    """Shell that runs ``body`` for each line of ``path`` (in ``$_line``; a last line without newline too)."""
+    return ['while IFS= read -r _line || [ -n "$_line" ]; do', body, "; done <", path]
+
+
+def _print_lines(path: QuoteString) -> list[str | QuoteString]:
+    """Shell that prints ``path`` line by line, as ``cat`` would but without a process of its own."""
+    return _read_lines(path, "printf '%s\\n' \"$_line\"")
+
+
 class InstalledRelease(FactBase[InstalledReleaseInfo | None]):
     """
     Returns the release of ``component`` this package installed, and whether each installed file is still
     byte-identical to what was installed; ``None`` when there is no receipt (never installed by this package,
     or an install that did not finish). ``intact`` is true when every recorded file is unchanged.
 
-    Runs ``cat`` on the receipt and ``sha256sum --check`` on its file list: one round trip, and the time to hash
-    every file (about 100 MB for containerd). With ``verify=False`` a file counts as unchanged when its size, ctime
-    and inode are those recorded when it was installed (``stat``, no reading): any write, ``chmod`` or
+    Prints the receipt and runs ``sha256sum --check`` on its file list: one round trip, and the time to hash every
+    file (about 100 MB for containerd). With ``verify=False`` a file counts as unchanged when its size, ctime and
+    inode are those recorded when it was installed (one ``stat`` for all, no reading): any write, ``chmod`` or
     replacement changes the ctime, and no tool can set it back; a receipt without them is checked by hashing.
 
     .. code:: python
@@ -120,16 +130,21 @@ class InstalledRelease(FactBase[InstalledReleaseInfo | None]):
         hashed: list[str | QuoteString] = ["sha256sum --check", QuoteString(sums), "2>&1"]
         if not verify:
             stat = QuoteString(stat_path(component))
-            # sha256sum lines are the 64-digit hash, two spaces, the path: the path starts at column 67.
-            recorded: list[str | QuoteString] = ["echo", f"'{_STAT_RECORDED}';", "cat", stat]
-            recorded += [f"&& echo '{_STAT_NOW}' && cut -c67-", QuoteString(sums)]
-            now: list[str | QuoteString] = ["| xargs -d '\\n' stat -c", QuoteString(STAT_FORMAT), "-- 2>/dev/null"]
+            # The shell's own read and printf, and one `stat` for every file: a converged run forks nothing else.
+            # sha256sum lines are the 64-digit hash, two spaces, the path.
+            recorded: list[str | QuoteString] = ["echo", f"'{_STAT_RECORDED}';", *_print_lines(stat)]
+            recorded += [
+                f"; echo '{_STAT_NOW}'; set --;",
+                *_read_lines(QuoteString(sums), 'set -- "$@" "${_line#*  }"'),
+            ]
+            now: list[str | QuoteString] = ["; stat -c", QuoteString(STAT_FORMAT), '-- "$@" 2>/dev/null']
             hashed = ["if [ -f", stat, "]; then", *recorded, *now, "; else", *hashed, "; fi"]
+        printed = ["cat", QuoteString(release)] if verify else _print_lines(QuoteString(release))
         return StringCommand(
             "if [ -f",
             QuoteString(release),
-            "]; then cat",
-            QuoteString(release),
+            "]; then",
+            *printed,
             f"&& echo {_SEPARATOR} && {{",
             *hashed,
             "|| true; }; fi",

@@ -6,6 +6,7 @@ from pyinfra.facts.files import File
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from pyinfra_iluvatar.facts.files import PathStats
+from pyinfra_iluvatar.facts.systemd import SystemdUnitStates
 from pyinfra_iluvatar.snapshot import _batched, _split, fact_path, key, probe, service_reads
 
 
@@ -17,19 +18,33 @@ def test_a_read_is_keyed_with_its_defaults_filled_in() -> None:
     assert key(File, {"no_such_argument": 1}) is None
 
 
-def test_reads_of_services_are_one_read_per_fact_and_split_back() -> None:
+def test_reads_of_services_are_one_systemctl_show_and_split_back() -> None:
     probes = [*service_reads("a.service"), probe(File, path="/a"), *service_reads("b.service")]
     batched = _batched(probes)
     assert [(path, arguments) for _, path, arguments in batched] == [
-        (fact_path(SystemdStatus), {"services": ["a.service", "b.service"]}),
-        (fact_path(SystemdEnabled), {"services": ["a.service", "b.service"]}),
+        (fact_path(SystemdUnitStates), {"services": ["a.service", "b.service"]}),
         (fact_path(PathStats), {"paths": ["/a"]}),
     ]
     _, path, arguments = batched[0]
-    # What SystemdStatus returned for both services (b.service unknown to the host: absent from the value).
-    split = _split(path, arguments, {"a.service": True})
-    assert split == [(path, {"services": ["a.service"]}, {"a.service": True})]
+    # What SystemdUnitStates returned for both services (b.service unknown to the host: absent from the value).
+    split = _split(path, arguments, {"status": {"a.service": True}, "enabled": {"a.service": False}})
+    assert split == [
+        (fact_path(SystemdStatus), {"services": ["a.service"]}, {"a.service": True}),
+        (fact_path(SystemdEnabled), {"services": ["a.service"]}, {"a.service": False}),
+    ]
     assert _split(fact_path(File), {"path": "/a"}, None) == [(fact_path(File), {"path": "/a"}, None)]
+
+
+def test_reads_of_services_with_other_arguments_are_one_read_of_their_own() -> None:
+    probes = [probe(SystemdStatus, services=["a.service"], user_mode=True), *service_reads("b.service")]
+    probes.append(probe(SystemdStatus, services=["c.service"], user_mode=True))
+    assert [(path, arguments) for _, path, arguments in _batched(probes)] == [
+        (fact_path(SystemdUnitStates), {"services": ["b.service"]}),
+        (fact_path(SystemdStatus), {"services": ["a.service", "c.service"], "user_mode": True}),
+    ]
+    _, path, arguments = _batched(probes)[1]
+    split = _split(path, arguments, {"a.service": True})
+    assert split == [(path, {"services": ["a.service"], "user_mode": True}, {"a.service": True})]
 
 
 def test_stat_lines_answer_file_directory_and_link_as_pyinfra_would() -> None:
