@@ -11,7 +11,9 @@ those facts from what was read, as long as it is still what the host would say:
   upload too). From then on every fact is read live, as pyinfra does. On a converged host nothing runs, so every
   operation decides from the one read; a run that changes something is as correct as pyinfra alone;
 - only for the same fact with the same arguments (defaults filled in), read as the same user (``_sudo``,
-  ``_su_user``, ``_chdir``, ... equal to the read-ahead's); anything else is read live;
+  ``_su_user``, ``_chdir``, ... equal to the read-ahead's); anything else is read live. Installed packages
+  (:class:`~pyinfra_iluvatar.facts.packages.DebPackageVersions`) are the one exception: any names the read-ahead's
+  ``dpkg-query`` covered are answered from it;
 - a probe the host could not process (:class:`~pyinfra_iluvatar.facts.combined.Unreadable`) is read live again,
   so its error comes from the fact itself.
 
@@ -21,6 +23,7 @@ Every answer is a copy: an operation that edits a fact's value changes nothing f
 from __future__ import annotations
 
 import copy
+import fnmatch
 import inspect
 import json
 import posixpath
@@ -40,6 +43,7 @@ from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from pyinfra_iluvatar.facts.combined import Combined, Probe, Unreadable, fact_class
 from pyinfra_iluvatar.facts.files import FileHashes, PathStats
+from pyinfra_iluvatar.facts.packages import DebPackageVersions
 from pyinfra_iluvatar.facts.systemd import SystemdUnitStates
 
 Key = tuple[str, str]
@@ -110,6 +114,10 @@ class Snapshot:
         self.state = state
         self.host = target
         self.values: dict[Key, Any] = {}
+        self.package_names: list[str] = []
+        """The package names and patterns read ahead with :class:`DebPackageVersions` (all its reads made one)."""
+        self.packages: dict[str, list[str]] = {}
+        """What those reads found installed: a read of any of the names they cover is answered from it."""
         self.identity = _identity(state, target)
         self.stale = False
         """Set by the first command on the host that is not a fact read: every fact is read live from then on."""
@@ -126,6 +134,9 @@ class Snapshot:
 
     def has(self, probe: Probe) -> bool:
         """Whether ``probe`` was read ahead (or cannot be: a fact that is not a plain ``FactBase``)."""
+        _, path, arguments = probe
+        if path == _PACKAGES:
+            return package_answer(self.package_names, self.packages, arguments) is not None
         found = _probe_key(probe)
         return found is None or found in self.values
 
@@ -153,6 +164,9 @@ class Snapshot:
             if not reads or not all(read in self.values for read in reads.values()):
                 return False, None
             return True, {name: _copy(self.values[read]) for name, read in reads.items() if read}
+        if fact is DebPackageVersions:
+            answer = package_answer(self.package_names, self.packages, arguments)
+            return answer is not None, answer
         read = key(fact, arguments)
         if read is None or read not in self.values:
             return False, None
@@ -168,6 +182,22 @@ class Snapshot:
         """Upload a file; the read-ahead no longer holds."""
         self.stale = True
         return self._methods["put_file"](*args, **kwargs)
+
+
+def package_answer(
+    read: list[str], installed: Mapping[str, list[str]], arguments: Mapping[str, Any]
+) -> dict[str, list[str]] | None:
+    """
+    What :class:`DebPackageVersions` with ``arguments`` answers, from reads of the names and patterns ``read``
+    that found ``installed``; ``None`` unless it asks only for names (no patterns) that those reads covered.
+    """
+    names = arguments.get("packages")
+    if set(arguments) != {"packages"} or not isinstance(names, list):
+        return None
+    plain = all(isinstance(name, str) and not any(char in name for char in "*?[") for name in names)
+    if not plain or not all(any(fnmatch.fnmatchcase(name, pattern) for pattern in read) for name in names):
+        return None
+    return {name: list(versions) for name, versions in installed.items() if name in names}
 
 
 def _copy(value: Any) -> Any:
@@ -227,6 +257,10 @@ def read_ahead(state: State, probes: Mapping[Host, Iterable[Probe]]) -> None:
             value = greenlet.value.get(name)
             if name not in greenlet.value or isinstance(value, Unreadable):
                 continue
+            if path == _PACKAGES and isinstance(value, dict):
+                snapshot.package_names += arguments["packages"]
+                snapshot.packages.update(value)
+                continue
             for single, one, answer in _split(path, arguments, value):
                 known = _probe_key((name, single, one))
                 if known is not None:
@@ -239,6 +273,10 @@ _STATS = {fact_path(fact): fact for fact in (File, Directory, Link)}
 """pyinfra's facts that ``stat`` one path: :class:`PathStats` answers them for every path in one ``stat``."""
 _HASHES = fact_path(Sha1File)
 """pyinfra's fact that hashes one file: :class:`FileHashes` answers it for every file in one ``sha1sum``."""
+_PACKAGES = fact_path(DebPackageVersions)
+"""Reads of installed packages: every read ahead made one ``dpkg-query`` of all their names and patterns, which
+answers a later read of any names it covers (a read ahead may ask more: a pattern for a name not known yet,
+``linux-headers-*`` for the running kernel's)."""
 
 
 def _batched(probes: list[Probe]) -> list[Probe]:
@@ -246,19 +284,22 @@ def _batched(probes: list[Probe]) -> list[Probe]:
     ``probes`` in as few commands as give the same answers: reads of :data:`_PER_SERVICE` facts that differ only
     in their services made one (one :class:`SystemdUnitStates` for both facts' services when neither has other
     arguments), every :data:`_STATS` read one :class:`PathStats`, every :data:`_HASHES` read one
-    :class:`FileHashes`.
+    :class:`FileHashes`, every :data:`_PACKAGES` read one.
     """
     singles: list[Probe] = []
     services: dict[tuple[str, str], list[str]] = {}
     first: dict[tuple[str, str], Probe] = {}
     stats: list[str] = []
     hashes: list[str] = []
+    packages: list[str] = []
     for name, path, arguments in probes:
         plain_path = isinstance(arguments.get("path"), str) and arguments["path"].startswith("/")
         if path in _STATS and plain_path and "\n" not in arguments["path"]:
             stats.append(arguments["path"])
         elif path == _HASHES and plain_path and "\n" not in arguments["path"]:
             hashes.append(arguments["path"])
+        elif path == _PACKAGES and set(arguments) == {"packages"} and isinstance(arguments["packages"], list):
+            packages += arguments["packages"]
         elif path in _PER_SERVICE and "services" in arguments:
             rest = json.dumps({k: v for k, v in arguments.items() if k != "services"}, sort_keys=True, default=str)
             first.setdefault((path, rest), (name, path, arguments))
@@ -279,6 +320,8 @@ def _batched(probes: list[Probe]) -> list[Probe]:
         merged.append(("stats", fact_path(PathStats), {"paths": sorted(set(stats))}))
     if hashes:
         merged.append(("hashes", fact_path(FileHashes), {"paths": sorted(set(hashes))}))
+    if packages:
+        merged.append(("packages", _PACKAGES, {"packages": sorted(set(packages))}))
     return singles + merged
 
 

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from packaging.version import Version
 from pyinfra.api.deploy import deploy
 from pyinfra.api.operation import OperationMeta
-from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import Directory, FindInFile, Link
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
@@ -23,6 +22,7 @@ from pyinfra_iluvatar import data, preflight, snapshot
 from pyinfra_iluvatar.deploys import changing, run_as_deploy_file
 from pyinfra_iluvatar.facts.combined import Probe
 from pyinfra_iluvatar.facts.containerd import ContainerdVersion
+from pyinfra_iluvatar.facts.packages import DebPackageVersions
 from pyinfra_iluvatar.facts.release import InstalledRelease
 from pyinfra_iluvatar.operations import containerd, limits, nvidia, release
 
@@ -96,7 +96,7 @@ def reads(settings: preflight.HostPlan) -> list[Probe]:
         return [*snapshot.put_reads(limits.unit_drop_in(SERVICE)), *probes, *found]
     verify = settings.get(data.VERIFY_INSTALLED)
     return [
-        snapshot.probe(DebPackages),
+        snapshot.probe(DebPackageVersions, packages=[*containerd.DISTRO_PACKAGES, *containerd.DOCKER_PACKAGES]),
         snapshot.probe(InstalledRelease, component="containerd", verify=verify),
         snapshot.probe(Link, path="/usr/bin/ctr"),
         snapshot.probe(Link, path=containerd.UNIT_PATH),

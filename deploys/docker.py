@@ -17,7 +17,7 @@ from typing import Any
 
 from pyinfra.api.deploy import deploy
 from pyinfra.context import host
-from pyinfra.facts.deb import DebArch, DebPackages
+from pyinfra.facts.deb import DebArch
 from pyinfra.facts.files import File, FileContents, FindInFile
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import files, server, systemd
@@ -29,6 +29,7 @@ from pyinfra_iluvatar.facts.apt_repos import AptRepository
 from pyinfra_iluvatar.facts.combined import Probe
 from pyinfra_iluvatar.facts.docker import UserGroups
 from pyinfra_iluvatar.facts.nvidia import DockerImage
+from pyinfra_iluvatar.facts.packages import DebPackageVersions
 from pyinfra_iluvatar.facts.release import InstalledRelease
 from pyinfra_iluvatar.operations import containerd, docker, limits, nvidia, packages
 from pyinfra_iluvatar.urls import http_url
@@ -67,9 +68,13 @@ def reads(settings: preflight.HostPlan) -> list[Probe]:
         *snapshot.put_reads(limits.unit_drop_in(SERVICE)),
         snapshot.probe(InstalledRelease, component="containerd", verify=False),
         snapshot.probe(FindInFile, path=containerd.UNIT_PATH, pattern=f"^{containerd.MANAGED_HEADER}"),
-        snapshot.probe(DebPackages),
     ]
-    if settings.get(data.DOCKER_SOURCE) == "docker":
+    source = settings.get(data.DOCKER_SOURCE)
+    names = [spec.partition("=")[0] for spec in docker_packages(source, settings.get(data.DOCKER_VERSION))]
+    if source == "docker":
+        names += docker.GUIDE_CONFLICTS
+    found.append(snapshot.probe(DebPackageVersions, packages=names))
+    if source == "docker":
         found += [snapshot.probe(LinuxDistribution), snapshot.probe(DebArch)]
         base = http_url(settings.get(data.DOCKER_REPOSITORY), base=True)
         found += [

@@ -17,7 +17,6 @@ from io import StringIO
 
 from pyinfra.api.deploy import deploy
 from pyinfra.api.operation import OperationMeta
-from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import files, systemd
 
 from pyinfra_iluvatar import data, preflight, snapshot
@@ -25,6 +24,7 @@ from pyinfra_iluvatar.deploys import changing, run_as_deploy_file
 from pyinfra_iluvatar.facts.apt_repos import AptRepository
 from pyinfra_iluvatar.facts.combined import Probe
 from pyinfra_iluvatar.facts.nvidia import NvidiaGpus, NvidiaPersistenced
+from pyinfra_iluvatar.facts.packages import DebPackageVersions
 from pyinfra_iluvatar.operations import apt_repos, nvidia, packages
 from pyinfra_iluvatar.urls import http_url
 
@@ -102,6 +102,7 @@ def reads(settings: preflight.HostPlan) -> list[Probe]:
     if settings.gpu is None:
         return []
     uri = http_url(f"{settings.get(data.NVIDIA_REPOSITORY)}/stable/deb/{settings.arch}", base=True)
+    driver = [settings.gpu.driver_package] if settings.gpu.driver_package else []
     return [
         snapshot.probe(
             AptRepository,
@@ -111,7 +112,7 @@ def reads(settings: preflight.HostPlan) -> list[Probe]:
             sources=nvidia.TOOLKIT_SOURCES,
         ),
         *snapshot.put_reads(nvidia.TOOLKIT_PIN_FILE),
-        snapshot.probe(DebPackages),
+        snapshot.probe(DebPackageVersions, packages=[*driver, *nvidia.TOOLKIT_PACKAGES]),
         snapshot.probe(NvidiaPersistenced),
         *snapshot.put_reads(nvidia.PERSISTENCED_UNIT),
         *snapshot.service_reads(PERSISTENCED),

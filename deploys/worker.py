@@ -22,7 +22,6 @@ from typing import cast
 from pyinfra.api.deploy import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.context import host
-from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.server import KernelVersion, LinuxDistribution
 from pyinfra.operations import systemd
 
@@ -35,6 +34,7 @@ from pyinfra_iluvatar.deploys.docker import docker_engine
 from pyinfra_iluvatar.deploys.gpu import nvidia_gpu
 from pyinfra_iluvatar.deploys.zfs import zfs_storage
 from pyinfra_iluvatar.facts.combined import Probe
+from pyinfra_iluvatar.facts.packages import DebPackageVersions
 from pyinfra_iluvatar.operations import containerd, limits, packages, worker_config
 
 # What the worker binary calls by fixed path (iptables, ifconfig, ip, pgrep, ...), the page's package list, and
@@ -72,9 +72,13 @@ def reads(settings: preflight.HostPlan) -> list[Probe]:
     What the whole worker deploy reads on a converged host, every part's (:mod:`pyinfra_iluvatar.snapshot`): read
     in one round trip per host, so a converged run costs that and pre-flight's.
     """
-    found = [snapshot.probe(DebPackages)]
-    if settings.get(data.ENERGY_TOOLS):
+    names = worker_packages(settings.get(data.ISOLATION), settings.get(data.DOCKER_SOURCE))
+    found = []
+    if settings.get(data.ENERGY_TOOLS):  # for either distribution, and whichever kernel runs
+        names += energy_packages("Debian", "*") + energy_packages("Ubuntu", "*")
         found += [snapshot.probe(LinuxDistribution), snapshot.probe(KernelVersion)]
+    extra = [spec.partition("=")[0] for spec in settings.get(data.EXTRA_PACKAGES)]
+    found.append(snapshot.probe(DebPackageVersions, packages=names + extra))
     found += snapshot.put_reads(f"{limits.LIMITS_D}/90-iluvatar.conf")
     found += gpu.reads(settings)
     isolation = settings.get(data.ISOLATION)

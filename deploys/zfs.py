@@ -18,7 +18,6 @@ from pyinfra.api.deploy import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.context import host
 from pyinfra.facts.apt import AptSources
-from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.server import KernelModules, KernelVersion, LinuxDistribution
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
@@ -26,6 +25,7 @@ from pyinfra.operations.util import any_changed
 from pyinfra_iluvatar import data, preflight, snapshot
 from pyinfra_iluvatar.deploys import changing, run_as_deploy_file
 from pyinfra_iluvatar.facts.combined import Probe
+from pyinfra_iluvatar.facts.packages import DebPackageVersions
 from pyinfra_iluvatar.facts.zfs import ZfsDatasetProperties, ZfsImplementation, ZfsImplementationInfo, ZpoolStatus
 from pyinfra_iluvatar.operations import packages, zfs
 
@@ -70,7 +70,10 @@ def reads(settings: preflight.HostPlan) -> list[Probe]:
         return []
     chosen = settings.get(data.ZFS_IMPLEMENTATION)
     found = [snapshot.probe(ZfsImplementation)] if chosen == "auto" else []
-    found.append(snapshot.probe(DebPackages))
+    # Debian's packages are Ubuntu's and the headers of the running kernel, whichever that is.
+    names = zfs_packages("zfs-fuse", "", "") if chosen in ("auto", "zfs-fuse") else []
+    names += zfs_packages("openzfs", "Debian", "*") if chosen in ("auto", "openzfs") else []
+    found.append(snapshot.probe(DebPackageVersions, packages=names))
     if chosen in ("auto", "zfs-fuse"):
         found += [*snapshot.put_reads(ZFS_FUSE_DROP_IN), *snapshot.service_reads("zfs-fuse.service")]
     if chosen in ("auto", "openzfs"):

@@ -15,11 +15,11 @@ from pyinfra.api.command import QuoteString, StringCommand
 from pyinfra.api.exceptions import OperationError, OperationValueError
 from pyinfra.api.operation import operation
 from pyinfra.context import host
-from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FindInFile, Link
 from pyinfra.operations import apt, files
 
 from pyinfra_iluvatar.facts.containerd import ContainerdPlugins, ContainerdVersion
+from pyinfra_iluvatar.facts.packages import DebPackageVersions
 from pyinfra_iluvatar.facts.release import InstalledRelease, receipt_paths, stat_path
 from pyinfra_iluvatar.operations._failure import fail_host
 
@@ -106,7 +106,7 @@ def distro_package_absent(replace: bool = False) -> Generator[Any, None, None]:
 
         containerd.distro_package_absent(name="No packaged containerd", replace=False)
     """
-    installed = host.get_fact(DebPackages)
+    installed = host.get_fact(DebPackageVersions, packages=[*DISTRO_PACKAGES, *DOCKER_PACKAGES])
     present = [name for name in DISTRO_PACKAGES if name in installed]
     if not present:
         host.noop("no distribution containerd package is installed")

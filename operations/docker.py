@@ -25,12 +25,12 @@ from pyinfra.api.command import QuoteString, StringCommand
 from pyinfra.api.exceptions import OperationError, OperationValueError
 from pyinfra.api.operation import operation
 from pyinfra.context import host
-from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents
 from pyinfra.operations import apt, files
 
 from pyinfra_iluvatar.facts.apt_repos import KEYRINGS_DIR, SOURCES_DIR
 from pyinfra_iluvatar.facts.docker import DockerDaemon, UserGroups
+from pyinfra_iluvatar.facts.packages import DebPackageVersions
 from pyinfra_iluvatar.operations import apt_repos
 from pyinfra_iluvatar.operations._failure import fail_host
 from pyinfra_iluvatar.operations.openpgp import key_fingerprint as key_fingerprint
@@ -150,7 +150,7 @@ def guide_conflicts_absent() -> Generator[Any, None, None]:
 
         docker.guide_conflicts_absent(name="Packages Docker's guide removes")
     """
-    installed = host.get_fact(DebPackages)
+    installed = host.get_fact(DebPackageVersions, packages=list(GUIDE_CONFLICTS))
     present = [name for name in GUIDE_CONFLICTS if name in installed]
     if not present:
         host.noop(f"none of the packages Docker's install guide removes is installed ({', '.join(GUIDE_CONFLICTS)})")

@@ -12,9 +12,10 @@ from pyinfra.api.exceptions import OperationError
 from pyinfra.api.operation import operation
 from pyinfra.context import host
 from pyinfra.facts.apt import AptSources
-from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import apt, files
+
+from pyinfra_iluvatar.facts.packages import DebPackageVersions
 
 CONTRIB_SOURCES = "/etc/apt/sources.list.d/pyinfra-iluvatar-contrib.sources"
 DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -43,7 +44,7 @@ def apt_installed(packages: list[str]) -> Generator[Any, None, None]:
             packages=["runc", "iptables", "jq"],
         )
     """
-    installed = host.get_fact(DebPackages)
+    installed = host.get_fact(DebPackageVersions, packages=[spec.partition("=")[0] for spec in packages])
     missing = [spec for spec in packages if not _installed(spec, installed)]
     if not missing:
         host.noop(f"packages already installed: {', '.join(packages)}")

@@ -6,8 +6,9 @@ from pyinfra.facts.files import File
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from pyinfra_iluvatar.facts.files import PathStats
+from pyinfra_iluvatar.facts.packages import DebPackageVersions
 from pyinfra_iluvatar.facts.systemd import SystemdUnitStates
-from pyinfra_iluvatar.snapshot import _batched, _split, fact_path, key, probe, service_reads
+from pyinfra_iluvatar.snapshot import _batched, _split, fact_path, key, package_answer, probe, service_reads
 
 
 def test_a_read_is_keyed_with_its_defaults_filled_in() -> None:
@@ -61,3 +62,25 @@ def test_stat_lines_answer_file_directory_and_link_as_pyinfra_would() -> None:
     assert answers[("Link", "/usr/bin/ctr")]["link_target"] == "/usr/local/bin/ctr"
     assert answers[("File", "/usr/bin/ctr")] is False and answers[("Directory", "/usr/bin/ctr")] is False
     assert answers[("File", "/x")] is None
+
+
+def test_reads_of_packages_are_one_dpkg_query_answering_every_name_it_covers() -> None:
+    probes = [
+        probe(DebPackageVersions, packages=["runc", "jq"]),
+        probe(File, path="/a"),
+        probe(DebPackageVersions, packages=["zfs-dkms", "linux-headers-*", "jq"]),
+    ]
+    assert [(path, arguments) for _, path, arguments in _batched(probes)] == [
+        (fact_path(PathStats), {"paths": ["/a"]}),
+        (fact_path(DebPackageVersions), {"packages": ["jq", "linux-headers-*", "runc", "zfs-dkms"]}),
+    ]
+    # What the one read found (the fixture's shape: tests/facts/packages.DebPackageVersions).
+    read = ["jq", "linux-headers-*", "runc", "zfs-dkms"]
+    installed = {"jq": ["1.6-2.1+deb12u3"], "linux-headers-6.1.0-28-amd64": ["6.1.119-1"], "runc": ["1.1.5"]}
+    assert package_answer(read, installed, {"packages": ["runc", "zfs-dkms"]}) == {"runc": ["1.1.5"]}
+    kernel = "linux-headers-6.1.0-28-amd64"
+    assert package_answer(read, installed, {"packages": [kernel]}) == {kernel: ["6.1.119-1"]}
+    assert package_answer(read, installed, {"packages": ["linux-headers-6.1.0-29-amd64"]}) == {}
+    assert package_answer(read, installed, {"packages": ["runc", "curl"]}) is None  # curl was not read
+    assert package_answer(read, installed, {"packages": ["linux-headers-*"]}) is None  # a pattern: read live
+    assert package_answer(read, installed, {"packages": ["runc"], "other": 1}) is None
