@@ -98,6 +98,10 @@ class GpuPlan:
         return min(size for size in sizes if size is not None)
 
 
+class NotReadYet(Exception):
+    """A :class:`HostPlan` was asked for what pre-flight has not read from its host."""
+
+
 @dataclass(frozen=True)
 class HostPlan:
     """One host's validated settings, and what pre-flight resolved for the parts that asked."""
@@ -119,7 +123,8 @@ class HostPlan:
     @property
     def arch(self) -> str:
         """The host's Debian architecture (``amd64``, ``arm64``)."""
-        assert self.resources is not None, f"{self.name}: no part asked for the host's machine"
+        if self.resources is None:
+            raise NotReadYet(f"{self.name}: the host's machine is not read yet (or no part asked for it)")
         return MACHINE_ARCH[self.resources["machine"]]
 
     def locked(self, component: str) -> lockfile.LockedComponent:
@@ -168,7 +173,7 @@ def plan(*parts: Part, reads: ReadsFor | None = None) -> HostPlan:
     run = _runs.setdefault(state, _Run())
     with run.guard:
         if not run.plans or not set(parts) <= run.parts:
-            _check(state, run, set(parts) | run.parts)
+            _check(state, run, set(parts) | run.parts, reads)
         if reads is not None:
             done = run.read_ahead.setdefault(f"{reads.__code__.co_filename}:{reads.__qualname__}", set())
             targets = [
@@ -181,7 +186,7 @@ def plan(*parts: Part, reads: ReadsFor | None = None) -> HostPlan:
     return run.plans[host.name]
 
 
-def _check(current: State, run: _Run, parts: set[Part]) -> None:
+def _check(current: State, run: _Run, parts: set[Part], reads: ReadsFor | None = None) -> None:
     hosts = list(current.inventory.get_active_hosts())
     errors: list[tuple[Host, str]] = []
     values: dict[Host, dict[str, Any]] = {}
@@ -204,7 +209,7 @@ def _check(current: State, run: _Run, parts: set[Part]) -> None:
     described = [target for target in values if components[target] or gpu_part]
     described += [target for target in values if "build" in parts and target not in described]
     probes = {target.name: _probes(parts, values[target]) for target in described}
-    errors += _read_hosts(run, described, probes)
+    errors += _read_hosts(run, described, probes, _ahead(current, described, values, locks, reads))
     worker_configs: dict[Host, dict[str, Any]] = {}
     gpus: dict[Host, GpuPlan] = {}
     homes: dict[Host, str] = {}
@@ -369,14 +374,47 @@ def _home(entry: Any) -> str | None:
     return fields[5] if len(fields) >= 7 and fields[5].startswith("/") else None
 
 
-def _read_hosts(run: _Run, targets: list[Host], probes: Mapping[str, tuple[Probe, ...]]) -> list[tuple[Host, str]]:
+def _ahead(
+    current: State,
+    targets: list[Host],
+    values: Mapping[Host, dict[str, Any]],
+    locks: Mapping[Host, lockfile.Lock],
+    reads: ReadsFor | None,
+) -> dict[Host, list[Probe]]:
     """
-    Read what each host is (``HostResources``) and its ``probes``: one round trip per host, all hosts at once, each
-    probe read once per run; an error per host it cannot read.
+    What ``reads`` will ask of each host, as far as its settings tell before anything is read from it (a host whose
+    reads need what the host is — its architecture, its GPUs — has those read after pre-flight's own read), made
+    ready to read ahead in that read (:func:`pyinfra_iluvatar.snapshot.prepare`).
+    """
+    if reads is None:
+        return {}
+    known: dict[Host, Iterable[Probe]] = {}
+    for target in targets:
+        try:
+            known[target] = reads(HostPlan(target.name, values[target], locks.get(target)))
+        except NotReadYet:
+            continue
+    return snapshot.prepare(current, known)
+
+
+def _read_hosts(
+    run: _Run, targets: list[Host], probes: Mapping[str, tuple[Probe, ...]], ahead: Mapping[Host, list[Probe]]
+) -> list[tuple[Host, str]]:
+    """
+    Read what each host is (``HostResources``), its ``probes``, and what its deploy will read (``ahead``, kept by
+    :func:`pyinfra_iluvatar.snapshot.store`): one round trip per host, all hosts at once, each probe read once
+    per run; an error per host it cannot read.
     """
 
     def read(target: Host, wanted: tuple[Probe, ...]) -> dict[str, Any]:
         with ctx_host.use(target):
+            if target in ahead:
+                try:
+                    return target.get_fact(Combined, probes=(*wanted, *ahead[target]))
+                except Exception as error:  # reading ahead must never fail pre-flight's own read
+                    # Some fact's command could not be made (pyinfra's KernelModules reads the kernel to make its
+                    # own): pre-flight reads alone, and the deploy's reads are read after it.
+                    logger.debug(f"{target.print_prefix}reading ahead with pre-flight failed: {error!r}")
             return target.get_fact(Combined, probes=wanted)
 
     unread: dict[Host, tuple[Probe, ...]] = {}
@@ -390,6 +428,9 @@ def _read_hosts(run: _Run, targets: list[Host], probes: Mapping[str, tuple[Probe
     errors = []
     for target, greenlet in greenlets.items():
         found = greenlet.value if greenlet.successful() else {}
+        if target in ahead:
+            snapshot.store(target, ahead[target], found)
+            found = {name: value for name, value in found.items() if name not in {probe[0] for probe in ahead[target]}}
         run.found.setdefault(target.name, {}).update(found)
         if "resources" in found or target.name not in run.resources:
             resources = found.get("resources")

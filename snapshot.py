@@ -223,10 +223,12 @@ def _probe_key(probe: Probe) -> Key | None:
     return None if issubclass(fact, ShortFactBase) else key(fact, arguments)
 
 
-def read_ahead(state: State, probes: Mapping[Host, Iterable[Probe]]) -> None:
+def prepare(state: State, probes: Mapping[Host, Iterable[Probe]]) -> dict[Host, list[Probe]]:
     """
-    Read each host's ``probes`` (those not read ahead yet, on hosts where the read-ahead still holds) in one round
-    trip per host, all hosts at once; from then on the host's ``get_fact`` answers them while they hold.
+    What to read on each host for its ``probes`` to be read ahead: those not read ahead yet (none where the
+    read-ahead no longer holds), batched into as few commands as give the same answers and named ``p0``, ``p1``,
+    ... for one :class:`Combined` read (with other probes of other names, if the caller reads some too). Hand
+    what that read found to :func:`store`.
     """
     wanted: dict[Host, list[Probe]] = {}
     for target, asked in probes.items():
@@ -241,6 +243,36 @@ def read_ahead(state: State, probes: Mapping[Host, Iterable[Probe]]) -> None:
         unread = _batched([probe for probe in unique.values() if not snapshot.has(probe)])
         if unread:
             wanted[target] = [(f"p{index}", path, arguments) for index, (_, path, arguments) in enumerate(unread)]
+    return wanted
+
+
+def store(target: Host, asked: list[Probe], found: Mapping[str, Any]) -> None:
+    """
+    Keep what a :class:`Combined` read of the probes :func:`prepare` gave for ``target`` found (``found``: the
+    read's value): from then on the host's ``get_fact`` answers those reads while they hold. A probe the read
+    could not process is left out (read live then: the fact reports its own error).
+    """
+    snapshot = _snapshots[target]
+    for name, path, arguments in asked:
+        value = found.get(name)
+        if name not in found or isinstance(value, Unreadable):
+            continue
+        if path == _PACKAGES and isinstance(value, dict):
+            snapshot.package_names += arguments["packages"]
+            snapshot.packages.update(value)
+            continue
+        for single, one, answer in _split(path, arguments, value):
+            known = _probe_key((name, single, one))
+            if known is not None:
+                snapshot.values[known] = answer
+
+
+def read_ahead(state: State, probes: Mapping[Host, Iterable[Probe]]) -> None:
+    """
+    Read each host's ``probes`` (those not read ahead yet, on hosts where the read-ahead still holds) in one round
+    trip per host, all hosts at once; from then on the host's ``get_fact`` answers them while they hold.
+    """
+    wanted = prepare(state, probes)
 
     def read(target: Host, asked: list[Probe]) -> dict[str, Any]:
         with ctx_host.use(target):
@@ -250,21 +282,8 @@ def read_ahead(state: State, probes: Mapping[Host, Iterable[Probe]]) -> None:
     greenlets = {target: gevent.spawn(read, target, asked) for target, asked in wanted.items()}
     gevent.joinall(list(greenlets.values()))
     for target, greenlet in greenlets.items():
-        if not greenlet.successful() or not isinstance(greenlet.value, dict):
-            continue  # read live then, as pyinfra would; the fact reports its own errors
-        snapshot = _snapshots[target]
-        for name, path, arguments in wanted[target]:
-            value = greenlet.value.get(name)
-            if name not in greenlet.value or isinstance(value, Unreadable):
-                continue
-            if path == _PACKAGES and isinstance(value, dict):
-                snapshot.package_names += arguments["packages"]
-                snapshot.packages.update(value)
-                continue
-            for single, one, answer in _split(path, arguments, value):
-                known = _probe_key((name, single, one))
-                if known is not None:
-                    snapshot.values[known] = answer
+        if greenlet.successful() and isinstance(greenlet.value, dict):
+            store(target, wanted[target], greenlet.value)
 
 
 _PER_SERVICE = (fact_path(SystemdStatus), fact_path(SystemdEnabled))

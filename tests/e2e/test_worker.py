@@ -20,8 +20,8 @@ from pyinfra_iluvatar.tests.support.lab import OLD, SANDBOX_WORKER, Lab, changed
 pytestmark = pytest.mark.sandbox
 
 SUDOER = "deployer"
-CONVERGED_COMMANDS = 2
-"""Remote commands per host of a converged worker run (pyinfra -vv): pre-flight's read, then the read-ahead."""
+CONVERGED_COMMANDS = 1
+"""Remote commands per host of a converged worker run (pyinfra -vv): pre-flight's read, the read-ahead with it."""
 
 
 def run_worker(lab: Lab, *options: str, hosts: list[str] | None = None) -> dict[str, Any]:
