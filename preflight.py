@@ -414,7 +414,7 @@ def _read_hosts(
                 except Exception as error:  # reading ahead must never fail pre-flight's own read
                     # Some fact's command could not be made (pyinfra's KernelModules reads the kernel to make its
                     # own): pre-flight reads alone, and the deploy's reads are read after it.
-                    logger.debug(f"{target.print_prefix}reading ahead with pre-flight failed: {error!r}")
+                    logger.debug(f"{target.print_prefix}reading ahead with pre-flight failed ({type(error).__name__})")
             return target.get_fact(Combined, probes=wanted)
 
     unread: dict[Host, tuple[Probe, ...]] = {}

@@ -16,18 +16,15 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pyinfra_iluvatar.bench.converged import PYINFRA, ROOT, host_cpu_usec, timed
 from pyinfra_iluvatar.sandbox import Sandbox, cgroups, network
 from pyinfra_iluvatar.tests.support.lab import OLD, SANDBOX_WORKER, running_lab
 from pyinfra_iluvatar.tests.support.sandbox import SandboxSession
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from converged import PYINFRA, ROOT, host_cpu_usec, timed
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from pyinfra.context import host
 from pyinfra.facts.files import FindInFile, Link
 from pyinfra.operations import apt, files
 
-from pyinfra_iluvatar.facts.containerd import ContainerdPlugins, ContainerdVersion
+from pyinfra_iluvatar.facts.containerd import ContainerdPluginErrors, ContainerdPlugins, ContainerdVersion
 from pyinfra_iluvatar.facts.packages import DebPackageVersions
 from pyinfra_iluvatar.facts.release import InstalledRelease, receipt_paths, stat_path
 from pyinfra_iluvatar.operations._failure import fail_host
@@ -258,8 +258,8 @@ def plugins_ready(snapshotter: str) -> Generator[Any, None, None]:
     """
     Check that containerd answers and loaded its CRI plugin and the ``snapshotter`` snapshotter: the Ilúvatar
     worker pulls images with that snapshotter and runs containers through them. Changes nothing; a missing or
-    failed plugin fails this host (not the others) with containerd's status and the likely cause. Run it after
-    a start or restart (``_if=``).
+    failed plugin fails this host (not the others) with containerd's status, its own reason (``ctr plugins ls
+    -d``) and the likely cause. Run it after a start or restart (``_if=``).
 
     + snapshotter: the snapshotter the worker uses (``zfs``, ``overlayfs``, ``native``)
 
@@ -275,15 +275,16 @@ def plugins_ready(snapshotter: str) -> Generator[Any, None, None]:
         yield fail_host(f"containerd does not answer: {reason}")
         return
     problems = []
-    for name, hint in (
-        (f"io.containerd.snapshotter.v1.{snapshotter}", _SNAPSHOTTER_HINTS.get(snapshotter)),
-        (CRI_PLUGIN, None),
-    ):
+    snapshotter_plugin = f"io.containerd.snapshotter.v1.{snapshotter}"
+    for name, hint in ((snapshotter_plugin, _SNAPSHOTTER_HINTS.get(snapshotter)), (CRI_PLUGIN, None)):
         plugin = found["plugins"].get(name)
         status = plugin["status"] if plugin else "absent"
         if status != "ok":
             problems.append(f"plugin {name} is {status}" + (f" ({hint})" if hint else ""))
     if problems:
-        yield fail_host(f"containerd is running but {'; '.join(problems)}")
+        reasons = host.get_fact(ContainerdPluginErrors) or {}
+        why = [f"{name}: {reasons[name]}" for name in (snapshotter_plugin, CRI_PLUGIN) if name in reasons]
+        detail = f" (containerd says: {'; '.join(why)})" if why else ""
+        yield fail_host(f"containerd is running but {'; '.join(problems)}{detail}")
         return
     host.noop(f"containerd's CRI plugin and {snapshotter} snapshotter are loaded")

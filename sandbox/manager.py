@@ -207,6 +207,7 @@ class Sandbox:
         if hosts + build_hosts + arm64_hosts > wanted.max_hosts:
             raise SandboxError(f"a sandbox holds at most {wanted.max_hosts} hosts")
         prerequisites.check(building=False, say=self.say)  # root first; then dpkg tells the architecture
+        prerequisites.inotify_room(hosts + build_hosts + arm64_hosts, self.say)
         native = image.host_arch()
         arch = arch or native
         if arch != native:

@@ -55,6 +55,22 @@ def apt_install(packages: list[str], say: Callable[[str], None], why: str = "") 
     run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], timeout=1200)
 
 
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+INOTIFY_PER_HOST = 64
+"""inotify instances a sandbox host may use (a worker uses about 10: systemd 5, logind, dbus, getty, containerd's
+CRI plugin; Docker more). Sandbox hosts are root's processes on this machine and share its per-user limit, which
+defaults to 128: 16 workers exhaust it, and containerd's CRI plugin then fails to load ("too many open files")."""
+
+
+def inotify_room(hosts: int, say: Callable[[str], None], limit: Path = INOTIFY_INSTANCES) -> None:
+    """Raise this machine's ``fs.inotify.max_user_instances`` to fit ``hosts`` more sandbox hosts (never lower)."""
+    current = int(limit.read_text())
+    wanted = 128 + INOTIFY_PER_HOST * hosts
+    if current < wanted:
+        say(f"raising fs.inotify.max_user_instances from {current} to {wanted} (sandbox hosts share root's inotify)")
+        limit.write_text(f"{wanted}\n")
+
+
 def check(*, building: bool, say: Callable[[str], None]) -> None:
     """Raise :class:`PrerequisiteError` unless this machine can run the sandbox; install what apt-get can."""
     if os.geteuid() != 0:

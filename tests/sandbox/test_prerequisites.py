@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -33,3 +34,15 @@ def test_debootstrap_is_needed_only_to_build_an_image(monkeypatch: pytest.Monkey
     monkeypatch.setattr(shutil, "which", lambda c: None if c == "debootstrap" else real_which(c))
     assert "debootstrap" in prerequisites.missing_packages(building=True)
     assert "debootstrap" not in prerequisites.missing_packages(building=False)
+
+
+def test_inotify_room_raises_the_limit_for_the_hosts_and_never_lowers_it(tmp_path: Path) -> None:
+    limit = tmp_path / "max_user_instances"
+    limit.write_text("128\n")  # the kernel's default
+    said: list[str] = []
+    prerequisites.inotify_room(16, said.append, limit=limit)
+    assert int(limit.read_text()) == 128 + prerequisites.INOTIFY_PER_HOST * 16
+    assert said and "max_user_instances from 128" in said[0]
+    limit.write_text("100000\n")
+    prerequisites.inotify_room(16, said.append, limit=limit)
+    assert limit.read_text() == "100000\n" and len(said) == 1
