@@ -48,21 +48,20 @@ def first_run(hosts: int, net: int, checkout: Path, extra_env: dict[str, str]) -
             session = SandboxSession(box, box.up(hosts=hosts), env=dict(os.environ))
             with running_lab(session, Path(work), clean_up=False) as lab:
                 inventory = Path(work) / "inventory.py"
-                inventory.write_text(
-                    f"import json\nworkers = json.loads({json.dumps(json.dumps(box.inventory()['workers']))})\n"
-                )
+                workers = box.inventory()["workers"]
+                listed = json.dumps(json.dumps(workers))
+                inventory.write_text(f"import json\nworkers = [tuple(host) for host in json.loads({listed})]\n")
                 env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}  # as users
-                argv = [
-                    str(PYINFRA),
-                    "-y",
-                    str(inventory),
-                    *lab.data_arguments(OLD, **SANDBOX_WORKER),
-                    "deploys/worker.py",
-                ]
+                data = lab.data_arguments(OLD, **SANDBOX_WORKER)
+                argv = [str(PYINFRA), "-y", str(inventory), *data, "deploys/worker.py"]
                 machines = cgroups.machines(network.SandboxNetwork(net).machine_prefix)
                 before = host_cpu_usec(machines)
-                seconds, _ = timed(argv, {**env, **extra_env}, cwd=checkout)
+                seconds, log = timed(argv, {**env, **extra_env}, cwd=checkout)
                 after = host_cpu_usec(machines)
+                changed = [name for name, _ in workers if f"[{name}] Success" in log]
+                if len(changed) != hosts:
+                    tail = log[-4000:]
+                    raise SystemExit(f"the deploy from {checkout} changed {len(changed)} of {hosts} hosts:\n{tail}")
         finally:
             box.down()
     return seconds, max(after[machine] - before[machine] for machine in machines) / 1000
