@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -125,12 +126,14 @@ def fake_host(
     return f"@fake/{name}", {**host_data, **data}
 
 
-def run(tmp_path: Path, hosts: list[tuple[str, dict[str, Any]]], *deploys: str) -> subprocess.CompletedProcess[str]:
-    """``pyinfra --dry INVENTORY DEPLOYS`` in ``tmp_path`` (where the default lock file name resolves)."""
+def run(
+    tmp_path: Path, hosts: list[tuple[str, dict[str, Any]]], *deploys: str, options: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """``pyinfra --dry [OPTIONS] INVENTORY DEPLOYS`` in ``tmp_path`` (where the default lock file name resolves)."""
     inventory = tmp_path / "inventory.py"
     hosts_json = json.dumps(json.dumps(hosts))
     inventory.write_text(f"import json\nworkers = [tuple(host) for host in json.loads({hosts_json})]\n")
-    argv = [str(PYINFRA), "--dry", str(inventory), *(str(ROOT / "deploys" / deploy) for deploy in deploys)]
+    argv = [str(PYINFRA), "--dry", *options, str(inventory), *(str(ROOT / "deploys" / deploy) for deploy in deploys)]
     return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -223,6 +226,26 @@ def test_an_unknown_key_is_a_warning_naming_the_closest_key(tmp_path: Path) -> N
     assert "unknown data key iluvatar_nofile_limt (host data) is ignored; did you mean iluvatar_nofile_limit?" in (
         result.stdout + result.stderr
     )
+
+
+def test_pre_flight_reads_ahead_in_its_own_round_trip_where_the_settings_tell_what_to_read(tmp_path: Path) -> None:
+    """
+    The worker's reads join pre-flight's read of what the host is; a host whose reads need its architecture
+    (Docker's repository, by arch) has them read after it.
+    """
+    write_lock(tmp_path / "iluvatar.lock.json")
+    settings = {"iluvatar_zfs_implementation": "zfs-fuse", "iluvatar_snapshotter": "native"}
+    hosts = [fake_host("plain", **settings), fake_host("docker", **settings, iluvatar_isolation="docker")]
+    result = run(tmp_path, hosts, "worker.py", options=("-vv",))
+    output = result.stdout + result.stderr
+    assert "pre-flight found bad input" not in output and "Traceback" not in output, output
+    for name, ahead in (("plain", True), ("docker", False)):  # (the fake docker host fails later: no distribution)
+        # -vv prints each command after `[host] >>> `, over as many lines as it has, up to the next host's line.
+        chunks = re.split(r"^(?=\s*\[@fake/)", output, flags=re.MULTILINE)
+        commands = [chunk.split(">>> ", 1)[1] for chunk in chunks if re.match(rf"\s*\[@fake/{name}\]\s+>>> ", chunk)]
+        assert "combined: resources" in commands[0], output
+        assert ("combined: p0" in commands[0]) is ahead, commands[0]
+        assert any("combined: p0" in command for command in commands), output
 
 
 # --- GPU hosts: iluvatar_gpu against what nvidia-smi and the PCI bus show -------------------------------------------
