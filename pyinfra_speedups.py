@@ -8,7 +8,7 @@ pyinfra 3's command line registers each operation by walking the Python stack (`
 module searched for, at every operation on every host. The walk only needs each frame's file and line;
 :func:`operation_order` reads those from the frame (the file name as ``inspect`` gives it, kept per file name).
 And every operation asks ``typing.get_type_hints`` for the global arguments' types anew, which never change in a
-process: :func:`global_argument_types` asks once. On 8 converged sandbox hosts these were about a fifth of the
+process: :func:`global_argument_types` asks once. On 8 converged sandbox hosts these were some 15% of the
 controller's CPU (profiled, 2026-12-04; README, "Converged speed").
 
 ``tests/test_pyinfra_speedups.py`` checks both against pyinfra's own functions on real stacks.
