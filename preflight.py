@@ -430,7 +430,8 @@ def _read_hosts(
         found = greenlet.value if greenlet.successful() else {}
         if target in ahead:
             snapshot.store(target, ahead[target], found)
-            found = {name: value for name, value in found.items() if name not in {probe[0] for probe in ahead[target]}}
+            kept = {probe[0] for probe in ahead[target]}
+            found = {name: value for name, value in found.items() if name not in kept}
         run.found.setdefault(target.name, {}).update(found)
         if "resources" in found or target.name not in run.resources:
             resources = found.get("resources")

@@ -70,7 +70,7 @@ def reads(settings: preflight.HostPlan) -> list[Probe]:
         snapshot.probe(FindInFile, path=containerd.UNIT_PATH, pattern=f"^{containerd.MANAGED_HEADER}"),
     ]
     source = settings.get(data.DOCKER_SOURCE)
-    names = [spec.partition("=")[0] for spec in docker_packages(source, settings.get(data.DOCKER_VERSION))]
+    names = packages.package_names(docker_packages(source, settings.get(data.DOCKER_VERSION)))
     if source == "docker":
         names += docker.GUIDE_CONFLICTS
     found.append(snapshot.probe(DebPackageVersions, packages=names))

@@ -77,8 +77,7 @@ def reads(settings: preflight.HostPlan) -> list[Probe]:
     if settings.get(data.ENERGY_TOOLS):  # for either distribution, and whichever kernel runs
         names += energy_packages("Debian", "*") + energy_packages("Ubuntu", "*")
         found += [snapshot.probe(LinuxDistribution), snapshot.probe(KernelVersion)]
-    extra = [spec.partition("=")[0] for spec in settings.get(data.EXTRA_PACKAGES)]
-    found.append(snapshot.probe(DebPackageVersions, packages=names + extra))
+    found.append(snapshot.probe(DebPackageVersions, packages=names + settings.get(data.EXTRA_PACKAGES)))
     found += snapshot.put_reads(f"{limits.LIMITS_D}/90-iluvatar.conf")
     found += gpu.reads(settings)
     isolation = settings.get(data.ISOLATION)

@@ -44,7 +44,7 @@ def apt_installed(packages: list[str]) -> Generator[Any, None, None]:
             packages=["runc", "iptables", "jq"],
         )
     """
-    installed = host.get_fact(DebPackageVersions, packages=[spec.partition("=")[0] for spec in packages])
+    installed = host.get_fact(DebPackageVersions, packages=package_names(packages))
     missing = [spec for spec in packages if not _installed(spec, installed)]
     if not missing:
         host.noop(f"packages already installed: {', '.join(packages)}")
@@ -53,6 +53,11 @@ def apt_installed(packages: list[str]) -> Generator[Any, None, None]:
     yield from apt.update._inner()
     pinned = any("=" in spec for spec in missing)
     yield from apt.packages._inner(packages=missing, no_recommends=True, allow_downgrades=pinned)
+
+
+def package_names(specs: list[str]) -> list[str]:
+    """The package names of ``specs`` (``name`` or ``name=version``)."""
+    return [spec.partition("=")[0] for spec in specs]
 
 
 def _installed(spec: str, installed: Mapping[str, Collection[str]]) -> bool:

@@ -23,6 +23,7 @@ from pyinfra_iluvatar.facts.build import ref_commit
 from pyinfra_iluvatar.facts.combined import Probe, Unreadable
 from pyinfra_iluvatar.operations import nvidia
 from pyinfra_iluvatar.operations.containerd import CRI_PLUGIN, SNAPSHOTTERS
+from pyinfra_iluvatar.operations.packages import package_names
 from pyinfra_iluvatar.operations.worker_config import render
 from pyinfra_iluvatar.releases import lockfile
 from pyinfra_iluvatar.releases.components import MACHINE_ARCH
@@ -221,7 +222,7 @@ def _packages(host: _Host) -> tuple[bool, str]:
     expected = worker_packages(isolation, host.values[data.DOCKER_SOURCE.name]) + host.values[data.EXTRA_PACKAGES.name]
     if "docker" in isolation:
         version = host.values[data.DOCKER_VERSION.name]
-        expected += [spec.partition("=")[0] for spec in docker_packages(host.values[data.DOCKER_SOURCE.name], version)]
+        expected += package_names(docker_packages(host.values[data.DOCKER_SOURCE.name], version))
     if host.values[data.ENERGY_TOOLS.name]:
         expected += energy_packages(distribution, kernel)
     if host.values[data.ZFS.name]:
