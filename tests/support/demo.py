@@ -22,7 +22,7 @@ from pyinfra_iluvatar.tests.support.lab import OLD, SANDBOX_WORKER, running_lab
 from pyinfra_iluvatar.tests.support.sandbox import BIN, ROOT, SandboxSession
 
 SMOKE_SUBNET = "198.19.10.0/24"
-"""The smoke test's network: in 198.18.0.0/15, as every address the sandbox uses (Ilúvatar's own is 10.10.0.0/16)."""
+"""The smoke test's network: in 198.18.0.0/15, as every address the sandbox uses (not Ilúvatar's own default)."""
 IGNORED = ("cgroups",)
 """What this machine cannot give its sandbox hosts (README, "Readiness")."""
 
