@@ -33,7 +33,7 @@ from typing import Any
 
 import gevent  # type: ignore[import-untyped]
 from pyinfra import logger
-from pyinfra.api.arguments import pop_global_arguments
+from pyinfra.api import arguments as pyinfra_arguments
 from pyinfra.api.facts import FactBase, ShortFactBase
 from pyinfra.api.host import Host
 from pyinfra.api.state import State
@@ -48,6 +48,8 @@ from pyinfra_iluvatar.facts.systemd import SystemdUnitStates
 
 Key = tuple[str, str]
 """A fact read: the fact's class path and its arguments (defaults filled in) as sorted JSON."""
+Identity = tuple[Any, ...]
+"""Who and where a fact read runs as: the values of the :data:`_IDENTITY` global arguments, in that order."""
 
 _IDENTITY = (
     "_sudo",
@@ -73,38 +75,53 @@ def fact_path(fact: type[FactBase[Any]]) -> str:
     return f"{fact.__module__}.{fact.__qualname__}"
 
 
-_signatures: dict[type[FactBase[Any]], inspect.Signature | None] = {}
+_signatures: dict[type[FactBase[Any]], tuple[inspect.Signature, frozenset[str]] | None] = {}
 
 
-def _command_signature(fact: type[FactBase[Any]]) -> inspect.Signature | None:
-    """The signature of ``fact``'s ``command`` method (``self`` first); ``None`` for a command that is a string."""
+def _command_signature(fact: type[FactBase[Any]]) -> tuple[inspect.Signature, frozenset[str]] | None:
+    """
+    The signature of ``fact``'s ``command`` method (``self`` first) and the names of its other parameters when
+    they are all plain (named, no ``*args``/``**kwargs``); ``None`` for a command that is a string.
+    """
     if fact not in _signatures:
         command = fact.command
-        _signatures[fact] = inspect.signature(command) if callable(command) else None
+        if not callable(command):
+            _signatures[fact] = None
+        else:
+            signature = inspect.signature(command)
+            rest = list(signature.parameters.values())[1:]
+            plain = all(parameter.kind is parameter.POSITIONAL_OR_KEYWORD for parameter in rest)
+            _signatures[fact] = (signature, frozenset(parameter.name for parameter in rest) if plain else frozenset())
     return _signatures[fact]
 
 
 def key(fact: type[FactBase[Any]], arguments: Mapping[str, Any]) -> Key | None:
     """The read of ``fact`` with ``arguments``, defaults filled in; ``None`` when the arguments do not fit."""
-    signature = _command_signature(fact)
-    if signature is None:
+    found = _command_signature(fact)
+    if found is None:
         return None if arguments else (fact_path(fact), "{}")
-    try:
-        bound = signature.bind(None, **arguments)
-    except TypeError:
-        return None
-    bound.apply_defaults()
-    filled = dict(bound.arguments)
-    filled.pop(next(iter(signature.parameters)))
+    signature, names = found
+    if names and names == arguments.keys():  # every parameter given by name: nothing to fill in
+        filled = dict(arguments)
+    else:
+        try:
+            bound = signature.bind(None, **arguments)
+        except TypeError:
+            return None
+        bound.apply_defaults()
+        filled = dict(bound.arguments)
+        filled.pop(next(iter(signature.parameters)))
     return fact_path(fact), json.dumps(filled, sort_keys=True, default=str)
 
 
-def _identity(state: State, target: Host) -> str:
+def _identity(state: State, target: Host) -> Identity:
     """Who and where a fact read on ``target`` runs as now: its current operation's global arguments, or (outside
     any operation) those of the host's data and the run's config."""
     current = target.current_op_global_arguments
-    found: Mapping[str, Any] = current if current is not None else pop_global_arguments(state, target, {})[0]
-    return json.dumps({name: found.get(name) for name in _IDENTITY}, sort_keys=True, default=str)
+    found: Mapping[str, Any] = (
+        current if current is not None else pyinfra_arguments.pop_global_arguments(state, target, {})[0]
+    )
+    return tuple(found.get(name) for name in _IDENTITY)
 
 
 class Snapshot:
@@ -132,13 +149,13 @@ class Snapshot:
             if name in vars(self.host):
                 delattr(self.host, name)
 
-    def has(self, probe: Probe) -> bool:
-        """Whether ``probe`` was read ahead (or cannot be: a fact that is not a plain ``FactBase``)."""
+    def has(self, probe: Probe, read: Key | None) -> bool:
+        """Whether ``probe`` (its :func:`key`: ``read``) was read ahead (or cannot be: a fact that is not a plain
+        ``FactBase``)."""
         _, path, arguments = probe
         if path == _PACKAGES:
             return package_answer(self.package_names, self.packages, arguments) is not None
-        found = _probe_key(probe)
-        return found is None or found in self.values
+        return read is None or read in self.values
 
     def get_fact(self, fact: Any, *args: Any, **kwargs: Any) -> Any:
         """The fact as the host would answer now: from the read-ahead while it holds, else read live."""
@@ -239,8 +256,11 @@ def prepare(state: State, probes: Mapping[Host, Iterable[Probe]]) -> dict[Host, 
             snapshot = _snapshots[target] = Snapshot(state, target)
         if snapshot.stale:
             continue
-        unique = {_probe_key(probe) or probe[1]: probe for probe in asked}
-        unread = _batched([probe for probe in unique.values() if not snapshot.has(probe)])
+        unique = {}
+        for probe in asked:
+            read = _probe_key(probe)
+            unique[read or probe[1]] = (probe, read)
+        unread = _batched([probe for probe, read in unique.values() if not snapshot.has(probe, read)])
         if unread:
             wanted[target] = [(f"p{index}", path, arguments) for index, (_, path, arguments) in enumerate(unread)]
     return wanted

@@ -8,6 +8,7 @@ section to its own fact's ``process``: the same values as reading each fact alon
 from __future__ import annotations
 
 import base64
+import functools
 import importlib
 import json
 import re
@@ -35,6 +36,7 @@ class Unreadable(str):
     """A section the host printed but its fact could not process (the value is the fact's message)."""
 
 
+@functools.cache
 def fact_class(path: str) -> type[FactBase[Any]]:
     """The fact class at ``path``: only this package's and pyinfra's facts (output names them; never import more)."""
     module, _, name = path.rpartition(".")
@@ -63,7 +65,7 @@ class Combined(FactBase[dict[str, Any]]):
     surprise never hides the others. Every command's stderr is dropped; facts that report errors read them in-band.
 
     Runs each probe's command in a subshell after a marker line (its name, fact and arguments: some facts keep
-    what ``command`` was given for ``process``), followed by its exit status.
+    what ``command`` was given for ``process``), followed by its exit status; prints all of it at the end, at once.
 
     .. code:: python
 
@@ -89,7 +91,11 @@ class Combined(FactBase[dict[str, Any]]):
                 run = f"if command -v {required} >/dev/null 2>&1; then {run}; else {missing}; fi"
             encoded = base64.urlsafe_b64encode(json.dumps(dict(arguments), sort_keys=True).encode()).decode()
             parts.append(f"echo '--- pyinfra-iluvatar combined: {name} {path} {encoded} ---'; {run}")
-        return "\n".join(parts)
+        # Every section's output gathered, then printed in one write: written as each echo and command went, it
+        # crossed SSH as dozens of small packets, each costing the controller (paramiko checks every packet's MAC
+        # in Python) and the host's sshd; gathered, it is one or two.
+        sections = "\n".join(parts)
+        return f"_combined=$(\n{sections}\n); printf '%s\\n' \"$_combined\""
 
     @override
     def process(self, output: list[str]) -> dict[str, Any]:

@@ -10,6 +10,12 @@ from typing import Any
 
 import pyinfra
 import pytest
+from pyinfra.api.config import Config
+from pyinfra.api.deploy import deploy
+from pyinfra.api.exceptions import ArgumentTypeError
+from pyinfra.api.inventory import Inventory
+from pyinfra.api.state import State
+from pyinfra.context import ctx_host, ctx_state
 
 from pyinfra_iluvatar import pyinfra_speedups
 
@@ -89,6 +95,9 @@ def test_install_replaces_pyinfra_s_functions_and_uninstall_gives_them_back() ->
     assert pyinfra_speedups.installable()  # the pyinfra this project pins (3.10) is a checked one
     assert pyinfra_speedups.operation.get_operation_order_from_stack is pyinfra_speedups.operation_order
     assert pyinfra_speedups.facts.all_global_arguments is pyinfra_speedups.global_argument_types
+    for module in (pyinfra_speedups.arguments, pyinfra_speedups.deploy, pyinfra_speedups.facts):
+        assert module.pop_global_arguments is pyinfra_speedups.global_arguments
+    assert pyinfra_speedups.operation.pop_global_arguments is pyinfra_speedups.global_arguments
     pyinfra_speedups.uninstall()
     try:
         assert pyinfra_speedups.operation.get_operation_order_from_stack is ORIGINAL_ORDER
@@ -107,3 +116,59 @@ def test_an_unchecked_pyinfra_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.undo()
         pyinfra_speedups.install()
     assert sys.modules["pyinfra.api.operation"].get_operation_order_from_stack is pyinfra_speedups.operation_order
+
+
+ORIGINAL_POP = pyinfra_speedups._ORIGINALS[(pyinfra_speedups.arguments, "pop_global_arguments")]
+
+
+def _state() -> State:
+    inventory = Inventory(
+        (["one", ("two", {"_sudo": True, "_env": {"A": "1"}, "_success_exit_codes": [0, 2]})], {"_chdir": "/srv"}),
+        workers=(["one", "two"], {"_sudo_user": "builder", "_timeout": 5, "iluvatar_gpu": "auto"}),
+        late=(["two"], {"_sudo_user": "late", "_retries": 2}),
+    )
+    return State(inventory, Config(SUDO_PASSWORD="secret", SHELL="bash"))
+
+
+@pytest.mark.parametrize("name", ["one", "two"])
+@pytest.mark.parametrize(
+    "given",
+    [{}, {"_sudo": False, "name": "an op", "other": 1}, {"_su_user": "x", "_if": [], "_serial": True}],
+)
+def test_global_arguments_are_pyinfra_s(name: str, given: dict[str, Any]) -> None:
+    state = _state()
+    target = state.inventory.get_host(name)
+    target.data._timeout = 30  # override data (HostData.__setattr__), before the host's and groups' data
+    original_kwargs, kwargs = dict(given), dict(given)
+    expected = ORIGINAL_POP(state, target, original_kwargs)
+    replaced = pyinfra_speedups.global_arguments(state, target, kwargs)
+    assert replaced == expected
+    assert replaced[0]["_timeout"] == 30
+    assert kwargs == original_kwargs  # the same keys popped
+    if name == "two":  # a list of its own: the value is a copy of the host's, as pyinfra gives
+        replaced[0]["_success_exit_codes"].append(3)
+        assert target.data._success_exit_codes == [0, 2]
+
+    # Inside a @deploy with keyword arguments and data defaults (pyinfra's "current deploy" data).
+    found: list[Any] = []
+
+    @deploy("a deploy", data_defaults={"_timeout": 9, "_shell_executable": "dash"})
+    def wrapped() -> None:
+        replaced = pyinfra_speedups.global_arguments(state, target, dict(given))
+        found.append((ORIGINAL_POP(state, target, dict(given)), replaced))
+
+    with ctx_state.use(state), ctx_host.use(target):
+        wrapped(_sudo_user="from the deploy")
+    ((inside, replaced),) = found
+    assert replaced == inside
+    assert inside[0]["_sudo_user"] == "from the deploy"  # the deploy's keyword arguments first
+
+
+def test_global_arguments_reject_bad_types_as_pyinfra_does() -> None:
+    state = _state()
+    target = state.inventory.get_host("one")
+    with pytest.raises(ArgumentTypeError) as original:
+        ORIGINAL_POP(state, target, {"_sudo": "yes please"})
+    with pytest.raises(ArgumentTypeError) as replaced:
+        pyinfra_speedups.global_arguments(state, target, {"_sudo": "yes please"})
+    assert str(replaced.value) == str(original.value)
