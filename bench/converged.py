@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from pyinfra_iluvatar.sandbox import Sandbox, cgroups, network
 from pyinfra_iluvatar.sandbox.settings import STATE_DIR_ENV
@@ -72,7 +73,7 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[float
     return time.monotonic() - started, result.stderr
 
 
-def measure(hosts: int, net: int, runs: int) -> str:
+def measure(hosts: int, net: int, runs: int) -> dict[str, Any]:
     """The figures for a fleet of ``hosts`` sandbox hosts on network ``net``."""
     with tempfile.TemporaryDirectory(prefix="pyinfra-iluvatar-bench-", dir="/var/tmp") as work:
         box = Sandbox(Path(work) / "state", net=net)
@@ -105,33 +106,45 @@ def measure(hosts: int, net: int, runs: int) -> str:
         finally:
             box.down()
     base = statistics.median(floor)
-    return json.dumps(
-        {
-            "hosts": hosts,
-            "exec_true_s": round(base, 2),
-            "worker_converged_s": round(statistics.median(worker), 2),
-            "worker_ratio": round(statistics.median(worker) / base, 2),
-            "check_s": round(statistics.median(checks), 2),
-            "check_ratio": round(statistics.median(checks) / base, 2),
-            "remote_commands_per_host": sorted(set(counts.values())),
-            "host_cpu_ms_worker": round(statistics.median(worker_cpu)),
-            "host_cpu_ms_exec_true": round(statistics.median(floor_cpu)),
-            "controller_cpu_ms_worker": round(statistics.median(worker_own)),
-            "controller_cpu_ms_exec_true": round(statistics.median(floor_own)),
-            "runs": runs,
-        }
-    )
+    return {
+        "hosts": hosts,
+        "exec_true_s": round(base, 2),
+        "worker_converged_s": round(statistics.median(worker), 2),
+        "worker_ratio": round(statistics.median(worker) / base, 2),
+        "check_s": round(statistics.median(checks), 2),
+        "check_ratio": round(statistics.median(checks) / base, 2),
+        "remote_commands_per_host": sorted(set(counts.values())),
+        "host_cpu_ms_worker": round(statistics.median(worker_cpu)),
+        "host_cpu_ms_exec_true": round(statistics.median(floor_cpu)),
+        "controller_cpu_ms_worker": round(statistics.median(worker_own)),
+        "controller_cpu_ms_exec_true": round(statistics.median(floor_own)),
+        "runs": runs,
+    }
 
 
 def main() -> None:
-    """Measure and print one JSON line per fleet size."""
+    """
+    Measure and print one JSON line per fleet size, then how each fleet's converged run and floor compare with
+    the smallest fleet's (``scale``: the worker run on N hosts over the worker run on the smallest fleet).
+    """
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--net", type=int, default=249, help="sandbox network number to use (default 249)")
     parser.add_argument("--runs", type=int, default=5, help="converged runs of each command (default 5)")
     parser.add_argument("--hosts", type=int, nargs="+", default=[1, 3], help="fleet sizes (default 1 3)")
     options = parser.parse_args()
+    found = []
     for hosts in options.hosts:
-        print(measure(hosts, options.net, options.runs), flush=True)
+        found.append(measure(hosts, options.net, options.runs))
+        print(json.dumps(found[-1]), flush=True)
+    smallest = min(found, key=lambda figures: figures["hosts"])
+    scale = {
+        figures["hosts"]: {
+            "worker": round(figures["worker_converged_s"] / smallest["worker_converged_s"], 2),
+            "exec_true": round(figures["exec_true_s"] / smallest["exec_true_s"], 2),
+        }
+        for figures in found
+    }
+    print(json.dumps({"scale_against_hosts": smallest["hosts"], "scale": scale}), flush=True)
 
 
 if __name__ == "__main__":
