@@ -94,6 +94,8 @@ class Combined(FactBase[dict[str, Any]]):
         # Every section's output gathered, then printed in one write: written as each echo and command went, it
         # crossed SSH as dozens of small packets, each costing the controller (paramiko checks every packet's MAC
         # in Python) and the host's sshd; gathered, it is one or two.
+        if not parts:
+            return ""
         sections = "\n".join(parts)
         return f"_combined=$(\n{sections}\n); printf '%s\\n' \"$_combined\""
 

@@ -256,3 +256,32 @@ def test_device_signatures_match_blkid(tmp_path: Path) -> None:
     assert fact[str(empty)]["status"] == 2 and fact[str(empty)]["values"] == {}
     assert (fact[str(tmp_path)]["kind"], fact[str(tmp_path)]["status"]) == ("directory", None)
     assert (fact[str(missing)]["exists"], fact[str(missing)]["kind"]) == (False, None)
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (Debian's strace) to count the writes")
+def test_combined_prints_its_sections_in_one_write(tmp_path: Path) -> None:
+    """
+    ``Combined`` run by ``sh`` here: every section's output reaches stdout in one write (one SSH packet on a real
+    host, not one per echo and command), and its sections give each fact's value.
+    """
+    from pyinfra_iluvatar.facts.combined import Combined
+
+    probes = [
+        (f"p{index}", "pyinfra.facts.server.Command", {"command": f"echo line {index}; echo more {index}"})
+        for index in range(6)
+    ]
+    probes.append(("missing", "pyinfra_iluvatar.facts.zfs.ZpoolStatus", {"pool": "no-such-pool"}))
+    log = tmp_path / "writes"
+    run = subprocess.run(
+        ["strace", "-o", str(log), "-e", "trace=write", "sh", "-c", Combined().command(probes)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    values = Combined().process(run.stdout.splitlines())
+    assert {name: values[name] for name in values if name != "missing"} == {
+        f"p{index}": f"line {index}\nmore {index}" for index in range(6)
+    }
+    assert "missing" in values  # a section whose tool is absent here, or a pool that is not there
+    writes = [line for line in log.read_text().splitlines() if line.startswith("write(1,")]
+    assert len(writes) == 1, writes  # the shell itself (strace without -f): only the final printf
