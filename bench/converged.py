@@ -5,8 +5,11 @@ Run as root from a checkout: ``.venv/bin/python bench/converged.py``. For each f
 of its own (own state directory and network number; the image cache is shared), serves the test lab's release
 archives from the gateway, deploys the worker once, then times ``--runs`` rounds of three commands in turn:
 ``pyinfra -y INVENTORY exec -- true`` (the floor: connect, one command, disconnect), the converged worker deploy,
-and ``check``. It prints the medians, their ratios to the floor, the remote commands per host of a converged
-deploy (``-vv`` prints each as ``[host] >>> …``), and the CPU time each host spent per converged deploy and per
+and ``check`` (and, on a fleet of several hosts, the converged deploy on its first host alone, ``--limit``: the
+fleet's run against one host's, in the same minutes, which this machine's speed drifts over). It prints the
+medians, their ratios to the floor (and ``worker_scale``: the fleet's run over one host's), the remote commands
+per host of a converged deploy (``-vv`` prints each as ``[host] >>> …``), and the CPU time each host spent per
+converged deploy and per
 ``exec -- true`` (``usage_usec`` of the host's cgroup ``cpu.stat``, before and after; the median over runs, the
 largest over hosts), and the CPU time pyinfra itself spent on this machine (the controller's: user and system
 time of the command). Commands run with Python's bytecode cache on, as users have it. It takes the sandbox down
@@ -90,6 +93,7 @@ def measure(hosts: int, net: int, runs: int) -> dict[str, Any]:
                 timed([*deploy, "deploys/worker.py"], env)  # the first run: the fleet converges
                 timed([*deploy, "deploys/worker.py"], env)  # receipts written by an older version are completed
                 worker, floor, checks, worker_cpu, floor_cpu, worker_own, floor_own = [], [], [], [], [], [], []
+                one_host: list[float] = []
                 for _ in range(runs):
                     exec_true = [str(PYINFRA), "-y", str(INVENTORY), "exec", "--", "true"]
                     seconds, cpu, own = timed_cpu(exec_true, env, machines)
@@ -101,6 +105,8 @@ def measure(hosts: int, net: int, runs: int) -> dict[str, Any]:
                     worker_cpu.append(cpu)
                     worker_own.append(own)
                     checks.append(timed(check, env)[0])
+                    if hosts > 1:  # the same deploy on one host of this fleet, in the same minutes
+                        one_host.append(timed([*deploy, "--limit", lab.hosts[0], "deploys/worker.py"], env)[0])
                 _, log = timed([*deploy, "-vv", "deploys/worker.py"], env)
                 counts = {h: len(re.findall(rf"^\[{h}\]\s+>>> ", log, flags=re.MULTILINE)) for h in lab.hosts}
         finally:
@@ -111,6 +117,8 @@ def measure(hosts: int, net: int, runs: int) -> dict[str, Any]:
         "exec_true_s": round(base, 2),
         "worker_converged_s": round(statistics.median(worker), 2),
         "worker_ratio": round(statistics.median(worker) / base, 2),
+        "worker_one_host_s": round(statistics.median(one_host or worker), 2),
+        "worker_scale": round(statistics.median(worker) / statistics.median(one_host or worker), 2),
         "check_s": round(statistics.median(checks), 2),
         "check_ratio": round(statistics.median(checks) / base, 2),
         "remote_commands_per_host": sorted(set(counts.values())),
