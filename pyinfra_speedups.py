@@ -12,9 +12,10 @@ process: :func:`global_argument_types` asks once. On 8 converged sandbox hosts t
 controller's CPU (profiled, 2026-12-04; README, "Converged speed"). And each operation (and each ``@deploy``) looks
 up every global argument in the host's data (``getattr(host.data, key)``), each lookup merging the host's group
 data anew: :func:`global_arguments` gathers the host's data once per operation and looks every argument up in
-it, in the same order (about 120 µs per operation before, 35 after).
+it, in the same order.
 
-``tests/test_pyinfra_speedups.py`` checks both against pyinfra's own functions on real stacks.
+``tests/test_pyinfra_speedups.py`` checks each against pyinfra's own function (on real stacks, on real inventories
+with host, group, override and ``@deploy`` data).
 """
 
 from __future__ import annotations
