@@ -25,7 +25,7 @@ import importlib
 import inspect
 import itertools
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from copy import copy
 from importlib import metadata
 from types import CodeType, FrameType
@@ -123,7 +123,7 @@ def _host_data_attribute(key: str) -> bool:
     return hasattr(HostData, key)
 
 
-def _data_lookup(target: Host) -> Any:
+def _data_lookup(target: Host) -> Callable[[str, Any], Any]:
     """
     A lookup of ``target``'s data that answers as ``getattr(target.data, key, default)`` does, for the duration of
     one :func:`global_arguments` call: each of the host's data sources (override, host, groups, inventory,

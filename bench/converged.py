@@ -9,11 +9,10 @@ and ``check`` (and, on a fleet of several hosts, the converged deploy on its fir
 fleet's run against one host's, in the same minutes, which this machine's speed drifts over). It prints the
 medians, their ratios to the floor (and ``worker_scale``: the fleet's run over one host's), the remote commands
 per host of a converged deploy (``-vv`` prints each as ``[host] >>> …``), and the CPU time each host spent per
-converged deploy and per
-``exec -- true`` (``usage_usec`` of the host's cgroup ``cpu.stat``, before and after; the median over runs, the
-largest over hosts), and the CPU time pyinfra itself spent on this machine (the controller's: user and system
-time of the command). Commands run with Python's bytecode cache on, as users have it. It takes the sandbox down
-when done.
+converged deploy and per ``exec -- true`` (``usage_usec`` of the host's cgroup ``cpu.stat``, before and after;
+the median over runs, the largest over hosts), and the CPU time pyinfra itself spent on this machine (the
+controller's: user and system time of the command). Commands run with Python's bytecode cache on, as users have
+it. It takes the sandbox down when done.
 """
 
 from __future__ import annotations
@@ -131,28 +130,14 @@ def measure(hosts: int, net: int, runs: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    """
-    Measure and print one JSON line per fleet size, then how each fleet's converged run and floor compare with
-    the smallest fleet's (``scale``: the worker run on N hosts over the worker run on the smallest fleet).
-    """
+    """Measure and print one JSON line per fleet size."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--net", type=int, default=249, help="sandbox network number to use (default 249)")
     parser.add_argument("--runs", type=int, default=5, help="converged runs of each command (default 5)")
     parser.add_argument("--hosts", type=int, nargs="+", default=[1, 3], help="fleet sizes (default 1 3)")
     options = parser.parse_args()
-    found = []
     for hosts in options.hosts:
-        found.append(measure(hosts, options.net, options.runs))
-        print(json.dumps(found[-1]), flush=True)
-    smallest = min(found, key=lambda figures: figures["hosts"])
-    scale = {
-        figures["hosts"]: {
-            "worker": round(figures["worker_converged_s"] / smallest["worker_converged_s"], 2),
-            "exec_true": round(figures["exec_true_s"] / smallest["exec_true_s"], 2),
-        }
-        for figures in found
-    }
-    print(json.dumps({"scale_against_hosts": smallest["hosts"], "scale": scale}), flush=True)
+        print(json.dumps(measure(hosts, options.net, options.runs)), flush=True)
 
 
 if __name__ == "__main__":
